@@ -952,6 +952,43 @@ int vc_disk_flush(struct vc_disk *d, struct vc_error *err)
 	return d->io.flush(d->io.opaque, err);
 }
 
+int vc_disk_check_copies(struct vc_disk *d, bool ok[2], char problem[2][160],
+			 struct vc_error *err)
+{
+	uint8_t *buf = malloc(2 * VC_DISK_HEADER_SIZE);
+	uint8_t mac[VC_SHA256_LEN];
+	int r;
+
+	if (!buf)
+		return vc_error_set(err, -ENOMEM, "out of memory");
+	pthread_rwlock_rdlock(&d->lock);
+	r = d->io.pread(d->io.opaque, buf, 2 * VC_DISK_HEADER_SIZE, 0, err);
+	for (int i = 0; i < 2 && r == 0; i++) {
+		const uint8_t *b = buf + i * VC_DISK_HEADER_SIZE;
+		struct hdr h;
+
+		ok[i] = false;
+		if (hdr_decode(b, &h, problem[i], 160) < 0)
+			continue;
+		if (h.seq != d->h.seq) {
+			snprintf(problem[i], 160, "stale (sequence %llu, current %llu)",
+				 (unsigned long long)h.seq, (unsigned long long)d->h.seq);
+			continue;
+		}
+		if ((r = hdr_mac(b, d->mackey, mac, err)) < 0)
+			break;
+		if (!vc_ct_equal(mac, b + OFF_MAC, sizeof mac)) {
+			snprintf(problem[i], 160, "MAC mismatch (modified without the key)");
+			continue;
+		}
+		ok[i] = true;
+		problem[i][0] = '\0';
+	}
+	pthread_rwlock_unlock(&d->lock);
+	free(buf);
+	return r;
+}
+
 int vc_disk_sector_is_hole(struct vc_disk *d, uint64_t sector, bool *hole,
 			   struct vc_error *err)
 {

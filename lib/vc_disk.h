@@ -132,6 +132,13 @@ VC_MUST_CHECK int vc_disk_zero(struct vc_disk *d, uint64_t offset,
 			       uint64_t count, struct vc_error *err);
 VC_MUST_CHECK int vc_disk_flush(struct vc_disk *d, struct vc_error *err);
 
+/* Re-read both header copies and check each one's checksum, fields,
+ * sequence and MAC against the open disk's key: ok[i] is true when copy i
+ * is valid, current and authentic; otherwise problem[i] says why. */
+VC_MUST_CHECK int vc_disk_check_copies(struct vc_disk *d, bool ok[2],
+				       char problem[2][160],
+				       struct vc_error *err);
+
 /* True in *hole when the stored sector is all zeros (reads as zeros). */
 VC_MUST_CHECK int vc_disk_sector_is_hole(struct vc_disk *d, uint64_t sector,
 					 bool *hole, struct vc_error *err);
