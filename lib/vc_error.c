@@ -15,7 +15,7 @@ static int normalise(int code)
 	return code == 0 ? -EIO : code;
 }
 
-static void vset(struct vc_error *err, int code, const char *fmt, va_list ap)
+static VC_PRINTF(3, 0) void vset(struct vc_error *err, int code, const char *fmt, va_list ap)
 {
 	err->code = code;
 	vsnprintf(err->msg, sizeof err->msg, fmt, ap);
