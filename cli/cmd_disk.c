@@ -402,6 +402,22 @@ static int do_create(struct opts *o)
 
 /* ---- info ------------------------------------------------------------------- */
 
+static int inspect_path(const char *path, struct vc_disk_info *in, struct vc_error *err)
+{
+	struct disk_file df;
+	int fd, r;
+
+	fd = open_disk_fd(path, false, err);
+	if (fd < 0)
+		return fd;
+	disk_file_init(&df, fd, path);
+	r = vc_disk_inspect(&df.io, in, err);
+	close(fd);
+	if (r < 0)
+		vc_error_prefix(err, "%s", path);
+	return r;
+}
+
 static json_t *slot_json(const struct vc_disk_slot_info *s)
 {
 	return json_pack("{s:s, s:s, s:I}", "provider", s->provider, "key_id", s->key_id,
@@ -412,22 +428,12 @@ static int do_info(struct opts *o)
 {
 	struct vc_error err = { 0 };
 	struct vc_disk_info in;
-	struct disk_file df;
 	char us[VC_UUID_STR_LEN], hs[32];
 	uint64_t total;
 	double pct;
-	int fd, r;
 
-	fd = open_disk_fd(o->args[0], false, &err);
-	if (fd < 0)
+	if (inspect_path(o->args[0], &in, &err) < 0)
 		return cli_fail(&err);
-	disk_file_init(&df, fd, o->args[0]);
-	r = vc_disk_inspect(&df.io, &in, &err);
-	close(fd);
-	if (r < 0) {
-		vc_error_prefix(&err, "%s", o->args[0]);
-		return cli_fail(&err);
-	}
 	vc_uuid_format(&in.uuid, us);
 	total = in.virtual_size / in.sector_size;
 	pct = in.rekey_active ? 100.0 * (double)in.rekey_progress / (double)total : 0.0;
@@ -683,6 +689,31 @@ static int write_all(int fd, const uint8_t *buf, size_t len, const char *name,
 	return 0;
 }
 
+/* Write the non-zero sectors of buf at offset; zero sectors are left as
+ * holes (the file is new and gets its final size at the end). */
+static int write_sparse_file(int fd, const uint8_t *buf, size_t len, uint64_t offset,
+			     size_t ss, const char *name, struct vc_error *err)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		size_t j;
+
+		if (is_zero(buf + i, ss)) {
+			i += ss;
+			continue;
+		}
+		for (j = i + ss; j < len && !is_zero(buf + j, ss); j += ss)
+			;
+		if (lseek(fd, (off_t)(offset + i), SEEK_SET) < 0)
+			return vc_error_errno(err, errno, "%s: seek failed", name);
+		if (write_all(fd, buf + i, j - i, name, err) < 0)
+			return -EIO;
+		i = j;
+	}
+	return 0;
+}
+
 static int do_export(struct opts *o)
 {
 	const char *dst = o->args[1];
@@ -717,14 +748,9 @@ static int do_export(struct opts *o)
 		if (to_stdout) {
 			if (write_all(out, buf, n, "stdout", &err) < 0)
 				goto fail;
-		} else if (!is_zero(buf, n)) {
-			/* A file stays sparse where the disk has zeros. */
-			if (lseek(out, (off_t)done, SEEK_SET) < 0 ||
-			    write_all(out, buf, n, dst, &err) < 0) {
-				if (!err.msg[0])
-					vc_error_errno(&err, errno, "%s: seek failed", dst);
-				goto fail;
-			}
+		} else if (write_sparse_file(out, buf, n, done, vc_disk_sector_size(d), dst,
+					     &err) < 0) {
+			goto fail;
 		}
 		done += n;
 		cli_progress_update(&prog, done);
@@ -827,7 +853,7 @@ static int do_rekey(struct opts *o)
 	struct vc_disk *d = NULL;
 	char key_id[VC_UUID_STR_LEN];
 	uint64_t done, total;
-	bool finished = false;
+	bool finished = false, was_active;
 
 	if (o->shallow == o->deep)
 		return cli_usage_error("disk rekey", "give exactly one of --shallow or --deep");
@@ -835,8 +861,25 @@ static int do_rekey(struct opts *o)
 		return cli_usage_error("disk rekey",
 				       "--shallow needs the new KEK: --new-kek-file PATH or --new-kek-fd N");
 	if (load_keys(o, &kek, &new_kek, &err) < 0 ||
-	    open_disk_keys(o->args[0], true, kek, o->shallow ? NULL : new_kek, &df, &d, &err) < 0)
+	    inspect_path(o->args[0], &in, &err) < 0)
 		return cli_fail(&err);
+	was_active = in.rekey_active;
+	if (open_disk_keys(o->args[0], true, kek, o->shallow ? NULL : new_kek, &df, &d, &err) < 0) {
+		/* A deep rekey to a new KEK that finished, but whose last
+		 * header update was cut short: the disk already answers to the
+		 * new KEK. Opening it writable repairs the header. */
+		struct vc_error err2 = { 0 };
+
+		if (!o->deep || was_active || !new_kek || err.code != -EKEYREJECTED ||
+		    open_disk_keys(o->args[0], true, new_kek, NULL, &df, &d, &err2) < 0)
+			return cli_fail(&err);
+		vc_disk_get_info(d, &in);
+		close_disk(&df, d);
+		printf("%s already uses the new KEK: rekey complete, generation %llu, key provider '%s', key id '%s'\n",
+		       o->args[0], (unsigned long long)in.slot[0].generation,
+		       in.slot[0].provider, in.slot[0].key_id);
+		return EXIT_OK;
+	}
 	vc_disk_get_info(d, &in);
 	if (o->shallow) {
 		if (!o->key_id) {
@@ -856,6 +899,14 @@ static int do_rekey(struct opts *o)
 		return EXIT_OK;
 	}
 
+	if (was_active && !in.rekey_active) {
+		/* Opening the disk redid the journaled last chunk. */
+		close_disk(&df, d);
+		printf("rekeyed %s: resumed and finished, generation %llu, key provider '%s', key id '%s'\n",
+		       o->args[0], (unsigned long long)in.slot[0].generation, in.slot[0].provider,
+		       in.slot[0].key_id);
+		return EXIT_OK;
+	}
 	if (in.rekey_active) {
 		if (o->provider || o->key_id)
 			vc_warn("a deep rekey is already in progress; resuming it to provider '%s' key id '%s'",
@@ -904,7 +955,7 @@ int cmd_disk(int argc, char **argv)
 	int r;
 
 	if (argc < 2) {
-		disk_usage(stderr);
+		cli_error("missing disk command (see 'vmcrypt disk --help')");
 		return EXIT_USAGE;
 	}
 	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {

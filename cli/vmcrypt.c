@@ -31,7 +31,7 @@ int main(int argc, char **argv)
 {
 	vc_log_init("vmcrypt", VC_LOG_WARN);
 	if (argc < 2) {
-		usage(stderr);
+		cli_error("missing command (see 'vmcrypt --help')");
 		return EXIT_USAGE;
 	}
 	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {

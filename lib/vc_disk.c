@@ -35,8 +35,8 @@ enum {
 	OFF_SLOTS = 144,
 	SLOT_SIZE = 320,
 	OFF_RESERVED = OFF_SLOTS + 2 * SLOT_SIZE, /* 784 */
-	OFF_CHECKSUM = 4032,
-	OFF_MAC = 4064,
+	OFF_MAC = 4032,      /* HMAC-SHA-256 of bytes [0, 4032) */
+	OFF_CHECKSUM = 4064, /* SHA-256 of bytes [0, 4064), the MAC included */
 };
 
 /* docs/FORMAT.md, "Key slot": offsets within a slot. */
@@ -51,9 +51,10 @@ enum {
 };
 #define SL_END (SL_WRAPPED + WRAPPED_LEN) /* 300 */
 
-_Static_assert(OFF_RESERVED <= OFF_CHECKSUM, "header fields overlap the checksum");
+_Static_assert(OFF_RESERVED <= OFF_MAC, "header fields overlap the MAC");
 _Static_assert(SL_END <= SLOT_SIZE, "key slot overflows");
-_Static_assert(OFF_MAC + VC_SHA256_LEN == VC_DISK_HEADER_SIZE, "header size");
+_Static_assert(OFF_MAC + VC_SHA256_LEN == OFF_CHECKSUM, "MAC then checksum");
+_Static_assert(OFF_CHECKSUM + VC_SHA256_LEN == VC_DISK_HEADER_SIZE, "header size");
 
 #define FLAG_REKEY 0x1u
 #define FLAG_JOURNAL 0x2u
@@ -152,7 +153,7 @@ static int hdr_mac(const uint8_t *b, const struct vc_secret *mackey,
 		   uint8_t out[VC_SHA256_LEN], struct vc_error *err)
 {
 	return vc_hmac_sha256(vc_secret_data(mackey), vc_secret_len(mackey), b,
-			      OFF_CHECKSUM, out, err);
+			      OFF_MAC, out, err);
 }
 
 static int hdr_encode(const struct hdr *h, int copy,
@@ -162,8 +163,8 @@ static int hdr_encode(const struct hdr *h, int copy,
 	int r;
 
 	hdr_encode_body(h, copy, b);
-	if ((r = vc_sha256(b, OFF_CHECKSUM, b + OFF_CHECKSUM, err)) < 0 ||
-	    (r = hdr_mac(b, mackey, b + OFF_MAC, err)) < 0)
+	if ((r = hdr_mac(b, mackey, b + OFF_MAC, err)) < 0 ||
+	    (r = vc_sha256(b, OFF_CHECKSUM, b + OFF_CHECKSUM, err)) < 0)
 		return r;
 	return 0;
 }
@@ -192,7 +193,8 @@ static bool all_zero(const void *p, size_t len)
 
 /* Checks that need no key. On failure writes a reason into why. The
  * checksum is verified first so that a damaged copy reports as such. */
-static int hdr_decode(const uint8_t *b, struct hdr *h, char *why, size_t whylen)
+static int hdr_decode(const uint8_t *b, int copy, struct hdr *h, char *why,
+		      size_t whylen)
 {
 	uint8_t sum[VC_SHA256_LEN];
 	uint64_t end;
@@ -214,8 +216,8 @@ static int hdr_decode(const uint8_t *b, struct hdr *h, char *why, size_t whylen)
 		BAD("checksum mismatch (damaged header copy)");
 	if (vc_get_le32(b + OFF_HDRSIZE) != VC_DISK_HEADER_SIZE)
 		BAD("header size %u is not %d", vc_get_le32(b + OFF_HDRSIZE), VC_DISK_HEADER_SIZE);
-	if (vc_get_le16(b + OFF_COPY) > 1)
-		BAD("bad copy index");
+	if (vc_get_le16(b + OFF_COPY) != copy)
+		BAD("copy index %u found in copy %d", vc_get_le16(b + OFF_COPY), copy);
 	h->seq = vc_get_le64(b + OFF_SEQ);
 	memcpy(h->uuid.b, b + OFF_UUID, 16);
 	h->vsize = vc_get_le64(b + OFF_VSIZE);
@@ -247,7 +249,7 @@ static int hdr_decode(const uint8_t *b, struct hdr *h, char *why, size_t whylen)
 	if (h->flags & ~FLAGS_KNOWN)
 		BAD("unknown flags 0x%x", h->flags);
 	if (vc_get_le32(b + OFF_RESERVED0) != 0 ||
-	    !all_zero(b + OFF_RESERVED, OFF_CHECKSUM - OFF_RESERVED))
+	    !all_zero(b + OFF_RESERVED, OFF_MAC - OFF_RESERVED))
 		BAD("reserved bytes are not zero");
 
 	for (int i = 0; i < 2; i++) {
@@ -304,7 +306,7 @@ static int hdr_load(const struct vc_disk_io *io, struct hdr *h,
 	uint8_t *buf = NULL;
 	struct hdr cand[2];
 	int rc[2], best = -1;
-	uint64_t size;
+	uint64_t size, need;
 	int r;
 
 	memset(info, 0, sizeof *info);
@@ -324,7 +326,7 @@ static int hdr_load(const struct vc_disk_io *io, struct hdr *h,
 		return r;
 	}
 	for (int i = 0; i < 2; i++) {
-		rc[i] = hdr_decode(buf + i * VC_DISK_HEADER_SIZE, &cand[i],
+		rc[i] = hdr_decode(buf + i * VC_DISK_HEADER_SIZE, i, &cand[i],
 				   info->copy_problem[i], sizeof info->copy_problem[i]);
 		info->copy_ok[i] = rc[i] == 0;
 		if (rc[i] == 0 && (best < 0 || cand[i].seq > cand[best].seq))
@@ -344,6 +346,13 @@ static int hdr_load(const struct vc_disk_io *io, struct hdr *h,
 		return r;
 	}
 	*h = cand[best];
+	need = h->payload + h->vsize; /* both bounded: no overflow */
+	if (size < need) {
+		free(buf);
+		return vc_error_set(err, -EINVAL,
+				    "container is smaller than the header says (%llu bytes, %llu needed): truncated disk?",
+				    (unsigned long long)size, (unsigned long long)need);
+	}
 	if (raw)
 		memcpy(raw, buf + best * VC_DISK_HEADER_SIZE, VC_DISK_HEADER_SIZE);
 	free(buf);
@@ -577,6 +586,7 @@ static void drop_slot(struct vc_disk *d, int i)
 }
 
 static int journal_redo(struct vc_disk *d, struct vc_error *err);
+static int journal_load(struct vc_disk *d, uint8_t **out, struct vc_error *err);
 
 int vc_disk_open(const struct vc_disk_io *io, const struct vc_secret *kek,
 		 const struct vc_secret *next_kek, unsigned flags,
@@ -585,7 +595,6 @@ int vc_disk_open(const struct vc_disk_io *io, const struct vc_secret *kek,
 	uint8_t raw[VC_DISK_HEADER_SIZE], mac[VC_SHA256_LEN];
 	struct vc_disk_info info;
 	struct vc_disk *d;
-	uint64_t size, need;
 	int r;
 
 	*out = NULL;
@@ -603,15 +612,6 @@ int vc_disk_open(const struct vc_disk_io *io, const struct vc_secret *kek,
 	if ((r = hdr_load(io, &d->h, &info, raw, err)) < 0)
 		goto fail;
 	d->nsectors = d->h.vsize / d->h.ss;
-	if ((r = io->get_size(io->opaque, &size, err)) < 0)
-		goto fail;
-	need = d->h.payload + d->h.vsize; /* both bounded: no overflow */
-	if (size < need) {
-		r = vc_error_set(err, -EINVAL,
-				 "container is smaller than the header says (%llu bytes, %llu needed): truncated disk?",
-				 (unsigned long long)size, (unsigned long long)need);
-		goto fail;
-	}
 	if ((r = unlock_slot(d, 0, kek, err)) < 0 ||
 	    (r = derive_mackey(&d->h, d->dek[0], &d->mackey, err)) < 0 ||
 	    (r = hdr_mac(raw, d->mackey, mac, err)) < 0)
@@ -625,6 +625,17 @@ int vc_disk_open(const struct vc_disk_io *io, const struct vc_secret *kek,
 	    (r = unlock_slot(d, 1, next_kek ? next_kek : kek, err)) < 0)
 		goto fail;
 
+	if (d->rdonly && (d->h.flags & FLAG_JOURNAL)) {
+		/* Reads of the journaled chunk come from the journal: make
+		 * sure it is intact before serving any of it. */
+		uint8_t *j;
+
+		if ((r = journal_load(d, &j, err)) < 0) {
+			vc_error_prefix(err, "cannot read the interrupted rekey");
+			goto fail;
+		}
+		free(j);
+	}
 	if (!d->rdonly) {
 		if (d->h.flags & FLAG_JOURNAL) {
 			if ((r = journal_redo(d, err)) < 0)
@@ -968,7 +979,7 @@ int vc_disk_check_copies(struct vc_disk *d, bool ok[2], char problem[2][160],
 		struct hdr h;
 
 		ok[i] = false;
-		if (hdr_decode(b, &h, problem[i], 160) < 0)
+		if (hdr_decode(b, i, &h, problem[i], 160) < 0)
 			continue;
 		if (h.seq != d->h.seq) {
 			snprintf(problem[i], 160, "stale (sequence %llu, current %llu)",
@@ -1122,16 +1133,22 @@ static int advance(struct vc_disk *d, uint64_t to, bool *done,
 	struct vc_secret *mackey = NULL;
 	int r;
 
+	*done = false;
+	/* 1. Record the progress and drop the journal reference. */
 	h.flags &= ~FLAG_JOURNAL;
 	h.jstart = h.jcount = 0;
 	memset(h.jsha, 0, sizeof h.jsha);
 	h.progress = to;
-	*done = false;
+	if ((h.progress != d->h.progress || (d->h.flags & FLAG_JOURNAL)) &&
+	    (r = hdr_store(&d->io, &h, d->mackey, err)) < 0)
+		return r;
+	d->h = h;
 	if (to < d->nsectors)
-		goto store;
+		return 0;
 
-	/* Finished. The journal still holds old-key ciphertext of the last
-	 * chunk: clear it before the old key disappears from the header. */
+	/* 2. Finished. The journal, no longer referenced, still holds the
+	 * old-key ciphertext of the last chunk: clear it before the old key
+	 * disappears from the header. */
 	r = -ENOTSUP;
 	if (d->io.punch)
 		r = d->io.punch(d->io.opaque, h.joff, h.jsize, err);
@@ -1145,6 +1162,8 @@ static int advance(struct vc_disk *d, uint64_t to, bool *done,
 	}
 	if (r < 0 || (r = d->io.flush(d->io.opaque, err)) < 0)
 		return r;
+
+	/* 3. Promote the new key. */
 	h.flags &= ~FLAG_REKEY;
 	h.progress = 0;
 	h.slot[0] = h.slot[1];
@@ -1167,10 +1186,30 @@ static int advance(struct vc_disk *d, uint64_t to, bool *done,
 	d->mackey = mackey;
 	*done = true;
 	return 0;
-store:
-	if ((r = hdr_store(&d->io, &h, d->mackey, err)) < 0)
+}
+
+/* Read the journal of an interrupted rekey step into a new buffer and
+ * check it against the SHA-256 in the header. */
+static int journal_load(struct vc_disk *d, uint8_t **out, struct vc_error *err)
+{
+	const uint64_t len = d->h.jcount * d->h.ss;
+	uint8_t sum[VC_SHA256_LEN];
+	uint8_t *buf = malloc(len);
+	int r;
+
+	*out = NULL;
+	if (!buf)
+		return vc_error_set(err, -ENOMEM, "out of memory");
+	r = d->io.pread(d->io.opaque, buf, len, d->h.joff, err);
+	if (r == 0)
+		r = vc_sha256(buf, len, sum, err);
+	if (r == 0 && !vc_ct_equal(sum, d->h.jsha, sizeof sum))
+		r = vc_error_set(err, -EBADMSG, "rekey journal does not match its checksum");
+	if (r < 0) {
+		free(buf);
 		return r;
-	d->h = h;
+	}
+	*out = buf;
 	return 0;
 }
 
@@ -1179,24 +1218,19 @@ store:
 static int journal_redo(struct vc_disk *d, struct vc_error *err)
 {
 	const uint64_t n = d->h.jcount, len = n * d->h.ss;
-	uint8_t sum[VC_SHA256_LEN];
-	uint8_t *buf = malloc(len);
+	uint8_t *buf;
 	bool done;
 	int r;
 
-	if (!buf)
-		return vc_error_set(err, -ENOMEM, "out of memory");
-	r = d->io.pread(d->io.opaque, buf, len, d->h.joff, err);
-	if (r == 0)
-		r = vc_sha256(buf, len, sum, err);
-	if (r == 0 && !vc_ct_equal(sum, d->h.jsha, sizeof sum))
-		r = vc_error_set(err, -EBADMSG, "rekey journal does not match its checksum");
+	r = journal_load(d, &buf, err);
 	if (r == 0)
 		r = reencrypt_in_place(d, d->h.jstart, buf, n, err);
 	if (r == 0)
 		r = advance(d, d->h.jstart + n, &done, err);
-	vc_wipe(buf, len);
-	free(buf);
+	if (buf) {
+		vc_wipe(buf, len);
+		free(buf);
+	}
 	if (r < 0)
 		vc_error_prefix(err, "cannot resume the interrupted rekey");
 	return r;
@@ -1244,6 +1278,7 @@ int vc_disk_rekey_deep_step(struct vc_disk *d, bool *done, struct vc_error *err)
 		 * chunk untouched; after 2, open redoes it from the journal. */
 		h = d->h;
 		h.flags |= FLAG_JOURNAL;
+		h.progress = first; /* the skipped chunks are holes: done */
 		h.jstart = first;
 		h.jcount = n;
 		r = d->io.pwrite(d->io.opaque, buf, len, h.joff, err);

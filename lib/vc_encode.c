@@ -3,6 +3,7 @@
 #include "vc_encode.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <openssl/evp.h>
 #include <string.h>
 
@@ -80,6 +81,18 @@ int vc_base64_decode(const char *in, size_t inlen, void *out, size_t outcap,
 	if (inlen == 0) {
 		*outlen = 0;
 		return 0;
+	}
+	/* EVP_DecodeBlock takes '=' anywhere as a zero digit: accept only
+	 * the alphabet, with one or two '=' at the very end. */
+	for (size_t i = 0; i < inlen; i++) {
+		unsigned char c = (unsigned char)in[i];
+		bool alpha = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			     (c >= '0' && c <= '9') || c == '+' || c == '/';
+
+		if (alpha)
+			continue;
+		if (c != '=' || i < inlen - 2 || (i == inlen - 2 && in[inlen - 1] != '='))
+			return -EINVAL;
 	}
 	if (in[inlen - 1] == '=')
 		pad++;

@@ -64,9 +64,11 @@ int vc_secret_new(size_t len, struct vc_secret **out, struct vc_error *err)
 		return vc_error_errno(err, e,
 				      "cannot lock secret memory (raise RLIMIT_MEMLOCK)");
 	}
-	/* Keep secrets out of core dumps and out of a forked child. */
+	/* Keep secrets out of core dumps. Not MADV_WIPEONFORK: daemons
+	 * (nbdkit among them) read their keys and then fork into the
+	 * background. Memory locks are not inherited across fork(): a child
+	 * that keeps secrets calls vc_secmem_harden_process() again. */
 	(void)madvise(s->data, s->maplen, MADV_DONTDUMP);
-	(void)madvise(s->data, s->maplen, MADV_WIPEONFORK);
 	*out = s;
 	return 0;
 }

@@ -54,7 +54,8 @@ bool vc_ct_equal(const void *a, const void *b, size_t len);
  * locked as it is touched (mlockall ONFAULT) so that key schedules kept
  * by OpenSSL in the heap are never swapped. Returns a warning message in
  * err (and 0) when locking is not permitted; negative only on failure to
- * disable dumps. */
+ * disable dumps. Memory locks are not inherited by fork(): a child that
+ * keeps secrets must call this again. */
 VC_MUST_CHECK int vc_secmem_harden_process(struct vc_error *err);
 
 static inline void vc_secret_freep(struct vc_secret **s) { vc_secret_free(*s); }

@@ -11,8 +11,10 @@
 static int put_field(uint8_t *out, size_t outcap, size_t *pos, const void *p,
 		     size_t len, struct vc_error *err)
 {
-	if (len > 255 || *pos + 2 + len > outcap)
-		return vc_error_set(err, -EINVAL, "key binding field too long");
+	if (len > 255)
+		return vc_error_set(err, -EINVAL, "key binding field longer than 255 bytes");
+	if (*pos + 2 + len > outcap)
+		return vc_error_set(err, -ENOSPC, "key binding buffer too small");
 	vc_put_le16(out + *pos, (uint16_t)len);
 	memcpy(out + *pos + 2, p, len);
 	*pos += 2 + len;
@@ -37,7 +39,7 @@ int vc_binding_encode(const struct vc_binding *b, uint8_t *out, size_t outcap,
 	    (r = put_field(out, outcap, &pos, b->key_id, strlen(b->key_id), err)) < 0)
 		return r;
 	if (pos + 8 > outcap)
-		return vc_error_set(err, -EINVAL, "key binding too long");
+		return vc_error_set(err, -ENOSPC, "key binding buffer too small");
 	vc_put_le64(out + pos, b->generation);
 	*outlen = pos + 8;
 	return 0;

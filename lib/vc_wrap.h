@@ -14,7 +14,7 @@
 #define VC_WRAP_NONCE_LEN 12
 #define VC_WRAP_TAG_LEN 16
 #define VC_WRAP_OVERHEAD (VC_WRAP_NONCE_LEN + VC_WRAP_TAG_LEN)
-#define VC_WRAP_AD_MAX 512
+#define VC_WRAP_AD_MAX 1024 /* fits every binding: 8 + 3 * (2 + 255) + 18 + 8 */
 
 /* What a wrapped key is for. Every field goes into the associated data;
  * strings must be NUL-terminated and at most 255 bytes. */

@@ -237,7 +237,8 @@ static int xts_crypt(struct vc_xts *x, int enc, uint64_t first, size_t ss,
 
 	if (ss < 16 || ss % 16 || ss > (1u << 20) || len % ss)
 		return vc_error_set(err, -EINVAL, "bad XTS request: %zu bytes in %zu-byte sectors", len, ss);
-	if (len / ss > UINT64_MAX - first)
+	/* The last sector may be UINT64_MAX itself. */
+	if (len / ss > 0 && len / ss - 1 > UINT64_MAX - first)
 		return vc_error_set(err, -EOVERFLOW, "sector number overflow");
 	if (borrow(x, &p) < 0)
 		return vc_error_ssl(err, -ENOMEM, "cannot allocate XTS context");

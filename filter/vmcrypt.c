@@ -1,0 +1,550 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* nbdkit-vmcrypt-filter: serves the plaintext of a vmcrypt disk held by
+ * the underlying plugin; every byte is encrypted and decrypted here. */
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-filter.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "vc_disk.h"
+#include "vc_secmem.h"
+#include "vc_wrap.h"
+
+/* Configuration. The keys are read at .config_complete, before nbdkit
+ * forks or drops privileges, and live in locked memory. */
+static const char *kek_file, *new_kek_file;
+static int kek_fd = -1, new_kek_fd = -1;
+static struct vc_secret *kek, *new_kek;
+
+/* One disk and one background plugin context shared by every connection,
+ * so that read-modify-write of partial sectors is serialised across
+ * connections too (which makes multi-conn safe). */
+static nbdkit_next *shared_next;
+static struct vc_disk *disk;
+static bool disk_rdonly;
+
+static void vmcrypt_unload(void)
+{
+	vc_secret_free(kek);
+	vc_secret_free(new_kek);
+	kek = new_kek = NULL;
+}
+
+static int parse_fd(const char *key, const char *value, int *fd)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(value, &end, 10);
+	if (*value < '0' || *value > '9' || *end || errno || v > INT_MAX) {
+		nbdkit_error("vmcrypt: %s: not a file descriptor number: %s", key, value);
+		return -1;
+	}
+	*fd = (int)v;
+	return 0;
+}
+
+static int vmcrypt_config(nbdkit_next_config *next, nbdkit_backend *nxdata,
+			  const char *key, const char *value)
+{
+	if (strcmp(key, "kek-file") == 0) {
+		kek_file = value;
+		return 0;
+	}
+	if (strcmp(key, "new-kek-file") == 0) {
+		new_kek_file = value;
+		return 0;
+	}
+	if (strcmp(key, "kek-fd") == 0)
+		return parse_fd(key, value, &kek_fd);
+	if (strcmp(key, "new-kek-fd") == 0)
+		return parse_fd(key, value, &new_kek_fd);
+	if (strcmp(key, "kek") == 0 || strcmp(key, "key") == 0 || strcmp(key, "passphrase") == 0) {
+		nbdkit_error("vmcrypt: keys are never taken on the command line: use kek-fd=N or kek-file=PATH");
+		return -1;
+	}
+	return next(nxdata, key, value);
+}
+
+static int load_key(const char *file, int fd, const char *what,
+		    struct vc_secret **out)
+{
+	struct vc_error err = { 0 };
+	char name[64];
+	int r;
+
+	if (file) {
+		r = vc_secret_read_file(file, VC_KEK_LEN, out, &err);
+	} else {
+		snprintf(name, sizeof name, "%s-fd=%d", what, fd);
+		r = vc_secret_read_fd(fd, VC_KEK_LEN, name, out, &err);
+	}
+	if (r < 0) {
+		nbdkit_error("vmcrypt: %s", vc_error_msg(&err));
+		return -1;
+	}
+	return 0;
+}
+
+static int vmcrypt_config_complete(nbdkit_next_config_complete *next,
+				   nbdkit_backend *nxdata)
+{
+	struct vc_error err = { 0 };
+
+	if ((kek_file != NULL) == (kek_fd >= 0)) {
+		nbdkit_error("vmcrypt: give exactly one of kek-fd=N or kek-file=PATH");
+		return -1;
+	}
+	if (new_kek_file && new_kek_fd >= 0) {
+		nbdkit_error("vmcrypt: give at most one of new-kek-fd=N or new-kek-file=PATH");
+		return -1;
+	}
+	/* No core dumps of a process that holds keys; lock its memory when
+	 * allowed (OpenSSL keeps key schedules in the heap). */
+	if (vc_secmem_harden_process(&err) < 0) {
+		nbdkit_error("vmcrypt: %s", vc_error_msg(&err));
+		return -1;
+	}
+	if (err.msg[0])
+		nbdkit_debug("vmcrypt: %s", err.msg);
+	if (load_key(kek_file, kek_fd, "kek", &kek) < 0)
+		return -1;
+	if ((new_kek_file || new_kek_fd >= 0) &&
+	    load_key(new_kek_file, new_kek_fd, "new-kek", &new_kek) < 0)
+		return -1;
+	return next(nxdata);
+}
+
+#define vmcrypt_config_help \
+	"kek-fd=<FD>            Read the 32-byte key-encryption key from FD.\n" \
+	"kek-file=<FILE>        Read it from FILE (mode 0600, owned by the user).\n" \
+	"new-kek-fd=<FD>|new-kek-file=<FILE>\n" \
+	"                       Key of an interrupted deep rekey to another KEK."
+
+static int vmcrypt_thread_model(void)
+{
+	return NBDKIT_THREAD_MODEL_PARALLEL;
+}
+
+/* ---- storage callbacks over the shared plugin context -------------------- */
+
+static int set_err(struct vc_error *err, int e, const char *what)
+{
+	return vc_error_set(err, e ? -e : -EIO, "underlying plugin: %s failed: %s",
+			    what, strerror(e ? e : EIO));
+}
+
+static int io_pread(void *opaque, void *buf, size_t count, uint64_t offset,
+		    struct vc_error *err)
+{
+	nbdkit_next *next = opaque;
+	uint8_t *p = buf;
+	int e = 0;
+
+	while (count > 0) {
+		uint32_t n = count > (1u << 30) ? (1u << 30) : (uint32_t)count;
+
+		if (next->pread(next, p, n, offset, 0, &e) == -1)
+			return set_err(err, e, "read");
+		p += n;
+		offset += n;
+		count -= n;
+	}
+	return 0;
+}
+
+static int io_pwrite(void *opaque, const void *buf, size_t count,
+		     uint64_t offset, struct vc_error *err)
+{
+	nbdkit_next *next = opaque;
+	const uint8_t *p = buf;
+	int e = 0;
+
+	while (count > 0) {
+		uint32_t n = count > (1u << 30) ? (1u << 30) : (uint32_t)count;
+
+		if (next->pwrite(next, p, n, offset, 0, &e) == -1)
+			return set_err(err, e, "write");
+		p += n;
+		offset += n;
+		count -= n;
+	}
+	return 0;
+}
+
+static int io_flush(void *opaque, struct vc_error *err)
+{
+	nbdkit_next *next = opaque;
+	int e = 0;
+
+	if (next->can_flush(next) != 1)
+		return 0;
+	if (next->flush(next, 0, &e) == -1)
+		return set_err(err, e, "flush");
+	return 0;
+}
+
+static int io_size(void *opaque, uint64_t *size, struct vc_error *err)
+{
+	nbdkit_next *next = opaque;
+	int64_t s = next->get_size(next);
+
+	if (s < 0)
+		return vc_error_set(err, -EIO, "underlying plugin: cannot get size");
+	*size = (uint64_t)s;
+	return 0;
+}
+
+/* Zeroing through the plugin, allowed to punch holes: the library only
+ * needs the bytes to read back as zeros. */
+static int io_punch(void *opaque, uint64_t offset, uint64_t count,
+		    struct vc_error *err)
+{
+	nbdkit_next *next = opaque;
+	int e = 0;
+
+	if (next->can_zero(next) <= NBDKIT_ZERO_NONE)
+		return -ENOTSUP;
+	while (count > 0) {
+		uint32_t n = count > (1u << 30) ? (1u << 30) : (uint32_t)count;
+
+		if (next->zero(next, n, offset, NBDKIT_FLAG_MAY_TRIM, &e) == -1) {
+			if (e == ENOTSUP || e == EOPNOTSUPP)
+				return -ENOTSUP;
+			return set_err(err, e, "zero");
+		}
+		offset += n;
+		count -= n;
+	}
+	return 0;
+}
+
+static struct vc_disk_io shared_io = {
+	.pread = io_pread,
+	.pwrite = io_pwrite,
+	.flush = io_flush,
+	.get_size = io_size,
+	.punch = io_punch,
+};
+
+/* ---- start-up: open and check the disk before serving anyone ------------ */
+
+static int vmcrypt_after_fork(nbdkit_backend *backend)
+{
+	struct vc_error err = { 0 };
+	int r;
+
+	/* nbdkit may have forked into the background since the keys were
+	 * read: locks are not inherited, so lock this process again. */
+	if (vc_secmem_harden_process(&err) < 0) {
+		nbdkit_error("vmcrypt: %s", vc_error_msg(&err));
+		return -1;
+	}
+	vc_error_clear(&err);
+	disk_rdonly = false;
+	shared_next = nbdkit_next_context_open(backend, 0, "", 1);
+	if (!shared_next) {
+		/* A read-only container (nbdkit -r, or file permissions). */
+		disk_rdonly = true;
+		shared_next = nbdkit_next_context_open(backend, 1, "", 1);
+	}
+	if (!shared_next) {
+		nbdkit_error("vmcrypt: cannot open the underlying plugin");
+		return -1;
+	}
+	if (shared_next->prepare(shared_next) == -1) {
+		nbdkit_error("vmcrypt: cannot prepare the underlying plugin");
+		return -1;
+	}
+	/* nbdkit requires each capability to be queried before use. */
+	if (shared_next->can_write(shared_next) != 1)
+		disk_rdonly = true;
+	(void)shared_next->can_flush(shared_next);
+	(void)shared_next->can_zero(shared_next);
+	(void)shared_next->can_trim(shared_next);
+	(void)shared_next->can_fua(shared_next);
+	(void)shared_next->can_extents(shared_next);
+	(void)shared_next->can_fast_zero(shared_next);
+
+	shared_io.opaque = shared_next;
+	r = vc_disk_open(&shared_io, kek, new_kek, disk_rdonly ? VC_DISK_RDONLY : 0,
+			 &disk, &err);
+	vc_secret_free(kek);
+	vc_secret_free(new_kek);
+	kek = new_kek = NULL;
+	if (r < 0) {
+		nbdkit_error("vmcrypt: %s", vc_error_msg(&err));
+		return -1;
+	}
+	nbdkit_debug("vmcrypt: disk open, %" PRIu64 " bytes, %u-byte sectors%s",
+		     vc_disk_size(disk), vc_disk_sector_size(disk),
+		     disk_rdonly ? ", read-only" : "");
+	return 0;
+}
+
+static void vmcrypt_cleanup(nbdkit_backend *backend)
+{
+	(void)backend;
+	vc_disk_close(disk);
+	disk = NULL;
+	if (shared_next) {
+		shared_next->finalize(shared_next);
+		nbdkit_next_context_close(shared_next);
+		shared_next = NULL;
+	}
+}
+
+/* ---- per connection ------------------------------------------------------- */
+
+static int64_t vmcrypt_get_size(nbdkit_next *next, void *handle)
+{
+	(void)next;
+	(void)handle;
+	return (int64_t)vc_disk_size(disk);
+}
+
+static int vmcrypt_block_size(nbdkit_next *next, void *handle, uint32_t *minimum,
+			      uint32_t *preferred, uint32_t *maximum)
+{
+	(void)next;
+	(void)handle;
+	*minimum = 1;
+	*preferred = vc_disk_sector_size(disk) > 4096 ? vc_disk_sector_size(disk) : 4096;
+	*maximum = 0xffffffff;
+	return 0;
+}
+
+static int vmcrypt_can_write(nbdkit_next *next, void *handle)
+{
+	(void)handle;
+	if (disk_rdonly)
+		return 0;
+	return next->can_write(next);
+}
+
+static int vmcrypt_can_flush(nbdkit_next *next, void *handle)
+{
+	(void)next;
+	(void)handle;
+	return 1;
+}
+
+static int vmcrypt_can_trim(nbdkit_next *next, void *handle)
+{
+	return vmcrypt_can_write(next, handle);
+}
+
+static int vmcrypt_can_zero(nbdkit_next *next, void *handle)
+{
+	(void)next;
+	(void)handle;
+	return NBDKIT_ZERO_NATIVE;
+}
+
+static int vmcrypt_can_fast_zero(nbdkit_next *next, void *handle)
+{
+	(void)next;
+	(void)handle;
+	return 0;
+}
+
+static int vmcrypt_can_fua(nbdkit_next *next, void *handle)
+{
+	(void)next;
+	(void)handle;
+	return NBDKIT_FUA_NATIVE;
+}
+
+static int vmcrypt_can_extents(nbdkit_next *next, void *handle)
+{
+	(void)next;
+	(void)handle;
+	return shared_next->can_extents(shared_next);
+}
+
+static int vmcrypt_can_multi_conn(nbdkit_next *next, void *handle)
+{
+	(void)next;
+	(void)handle;
+	/* One disk object and one plugin context serve every connection,
+	 * with no cache: a flush on any connection covers all writes. */
+	return 1;
+}
+
+static int vmcrypt_can_cache(nbdkit_next *next, void *handle)
+{
+	(void)next;
+	(void)handle;
+	return NBDKIT_CACHE_NONE;
+}
+
+static int fail(const struct vc_error *err, int *errp)
+{
+	nbdkit_error("vmcrypt: %s", vc_error_msg(err));
+	switch (-err->code) {
+	case ERANGE:
+		*errp = ERANGE;
+		break;
+	case EROFS:
+		*errp = EROFS;
+		break;
+	case ENOMEM:
+		*errp = ENOMEM;
+		break;
+	case ENOSPC:
+		*errp = ENOSPC;
+		break;
+	default:
+		*errp = EIO;
+	}
+	return -1;
+}
+
+static int vmcrypt_pread(nbdkit_next *next, void *handle, void *buf,
+			 uint32_t count, uint64_t offset, uint32_t flags, int *errp)
+{
+	struct vc_error err = { 0 };
+
+	(void)next;
+	(void)handle;
+	(void)flags;
+	if (vc_disk_read(disk, buf, count, offset, &err) < 0)
+		return fail(&err, errp);
+	return 0;
+}
+
+static int vmcrypt_pwrite(nbdkit_next *next, void *handle, const void *buf,
+			  uint32_t count, uint64_t offset, uint32_t flags, int *errp)
+{
+	struct vc_error err = { 0 };
+
+	(void)next;
+	(void)handle;
+	if (vc_disk_write(disk, buf, count, offset, &err) < 0 ||
+	    ((flags & NBDKIT_FLAG_FUA) && vc_disk_flush(disk, &err) < 0))
+		return fail(&err, errp);
+	return 0;
+}
+
+static int vmcrypt_flush(nbdkit_next *next, void *handle, uint32_t flags,
+			 int *errp)
+{
+	struct vc_error err = { 0 };
+
+	(void)next;
+	(void)handle;
+	(void)flags;
+	if (vc_disk_flush(disk, &err) < 0)
+		return fail(&err, errp);
+	return 0;
+}
+
+static int zero_range(uint32_t count, uint64_t offset, uint32_t flags, int *errp)
+{
+	struct vc_error err = { 0 };
+
+	if (vc_disk_zero(disk, offset, count, &err) < 0 ||
+	    ((flags & NBDKIT_FLAG_FUA) && vc_disk_flush(disk, &err) < 0))
+		return fail(&err, errp);
+	return 0;
+}
+
+static int vmcrypt_trim(nbdkit_next *next, void *handle, uint32_t count,
+			uint64_t offset, uint32_t flags, int *errp)
+{
+	(void)next;
+	(void)handle;
+	/* Trimmed ranges read back as zeros: a hole in this format. */
+	return zero_range(count, offset, flags, errp);
+}
+
+static int vmcrypt_zero(nbdkit_next *next, void *handle, uint32_t count,
+			uint64_t offset, uint32_t flags, int *errp)
+{
+	(void)next;
+	(void)handle;
+	if (flags & NBDKIT_FLAG_FAST_ZERO) {
+		*errp = ENOTSUP;
+		return -1;
+	}
+	return zero_range(count, offset, flags, errp);
+}
+
+/* Holes of the container are holes of the disk: translate the plugin's
+ * extents from container to disk offsets. Allocated ranges may still hold
+ * zero sectors; extents are hints, so they are reported as data. */
+static int vmcrypt_extents(nbdkit_next *next, void *handle, uint32_t count,
+			   uint64_t offset, uint32_t flags,
+			   struct nbdkit_extents *extents, int *errp)
+{
+	struct vc_disk_info info;
+	struct nbdkit_extents *inner;
+	uint64_t base, end;
+
+	(void)next;
+	(void)handle;
+	vc_disk_get_info(disk, &info);
+	base = info.payload_offset;
+	end = base + info.virtual_size;
+	inner = nbdkit_extents_new(base + offset, end);
+	if (!inner) {
+		*errp = errno ? errno : ENOMEM;
+		return -1;
+	}
+	if (shared_next->extents(shared_next, count, base + offset, flags, inner, errp) == -1) {
+		nbdkit_extents_free(inner);
+		return -1;
+	}
+	for (size_t i = 0; i < nbdkit_extents_count(inner); i++) {
+		struct nbdkit_extent e = nbdkit_get_extent(inner, i);
+
+		if (nbdkit_add_extent(extents, e.offset - base, e.length, e.type) == -1) {
+			*errp = errno ? errno : EIO;
+			nbdkit_extents_free(inner);
+			return -1;
+		}
+	}
+	nbdkit_extents_free(inner);
+	return 0;
+}
+
+static struct nbdkit_filter filter = {
+	.name = "vmcrypt",
+	.longname = "nbdkit vmcrypt filter",
+	.description = "serve the plaintext of a vmcrypt encrypted disk",
+	.unload = vmcrypt_unload,
+	.config = vmcrypt_config,
+	.config_complete = vmcrypt_config_complete,
+	.config_help = vmcrypt_config_help,
+	.thread_model = vmcrypt_thread_model,
+	.after_fork = vmcrypt_after_fork,
+	.cleanup = vmcrypt_cleanup,
+	.get_size = vmcrypt_get_size,
+	.block_size = vmcrypt_block_size,
+	.can_write = vmcrypt_can_write,
+	.can_flush = vmcrypt_can_flush,
+	.can_trim = vmcrypt_can_trim,
+	.can_zero = vmcrypt_can_zero,
+	.can_fast_zero = vmcrypt_can_fast_zero,
+	.can_fua = vmcrypt_can_fua,
+	.can_extents = vmcrypt_can_extents,
+	.can_multi_conn = vmcrypt_can_multi_conn,
+	.can_cache = vmcrypt_can_cache,
+	.pread = vmcrypt_pread,
+	.pwrite = vmcrypt_pwrite,
+	.flush = vmcrypt_flush,
+	.trim = vmcrypt_trim,
+	.zero = vmcrypt_zero,
+	.extents = vmcrypt_extents,
+};
+
+NBDKIT_REGISTER_FILTER(filter)
