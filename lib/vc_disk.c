@@ -99,7 +99,9 @@ struct vc_disk {
 	pthread_rwlock_t lock;  /* I/O read-locks; header changes write-lock */
 	pthread_mutex_t rmw[RMW_LOCKS];
 	struct hdr h;
-	uint64_t nsectors;
+	/* Geometry: fixed at open, read without the lock. */
+	uint32_t ss;
+	uint64_t vsize, payload, nsectors;
 	struct vc_secret *kek[2]; /* owned copies of the slot KEKs */
 	struct vc_secret *dek[2];
 	struct vc_secret *mackey;
@@ -611,7 +613,10 @@ int vc_disk_open(const struct vc_disk_io *io, const struct vc_secret *kek,
 
 	if ((r = hdr_load(io, &d->h, &info, raw, err)) < 0)
 		goto fail;
-	d->nsectors = d->h.vsize / d->h.ss;
+	d->ss = d->h.ss;
+	d->vsize = d->h.vsize;
+	d->payload = d->h.payload;
+	d->nsectors = d->vsize / d->ss;
 	if ((r = unlock_slot(d, 0, kek, err)) < 0 ||
 	    (r = derive_mackey(&d->h, d->dek[0], &d->mackey, err)) < 0 ||
 	    (r = hdr_mac(raw, d->mackey, mac, err)) < 0)
@@ -676,8 +681,8 @@ void vc_disk_get_info(struct vc_disk *d, struct vc_disk_info *info)
 	info->copy_ok[0] = info->copy_ok[1] = true;
 }
 
-uint64_t vc_disk_size(const struct vc_disk *d) { return d->h.vsize; }
-uint32_t vc_disk_sector_size(const struct vc_disk *d) { return d->h.ss; }
+uint64_t vc_disk_size(const struct vc_disk *d) { return d->vsize; }
+uint32_t vc_disk_sector_size(const struct vc_disk *d) { return d->ss; }
 
 /* ---- sector transforms ---------------------------------------------------- */
 
@@ -694,7 +699,7 @@ static int slot_for(const struct vc_disk *d, uint64_t sector)
 static int transform(struct vc_disk *d, int enc, int force_slot, uint64_t first,
 		     uint8_t *buf, uint64_t n, struct vc_error *err)
 {
-	const size_t ss = d->h.ss;
+	const size_t ss = d->ss;
 	uint64_t i = 0;
 
 	while (i < n) {
@@ -724,14 +729,14 @@ static int transform(struct vc_disk *d, int enc, int force_slot, uint64_t first,
 
 static uint64_t sector_pos(const struct vc_disk *d, uint64_t sector)
 {
-	return d->h.payload + sector * d->h.ss;
+	return d->payload + sector * d->ss;
 }
 
 /* Read n whole sectors of plaintext into buf. Caller holds the lock. */
 static int read_sectors(struct vc_disk *d, uint64_t first, uint8_t *buf,
 			uint64_t n, struct vc_error *err)
 {
-	const size_t ss = d->h.ss;
+	const size_t ss = d->ss;
 	int r = d->io.pread(d->io.opaque, buf, n * ss, sector_pos(d, first), err);
 
 	if (r < 0)
@@ -766,7 +771,7 @@ static int read_sectors(struct vc_disk *d, uint64_t first, uint8_t *buf,
 static int write_sectors(struct vc_disk *d, uint64_t first, const uint8_t *src,
 			 uint8_t *tmp, uint64_t n, struct vc_error *err)
 {
-	const size_t ss = d->h.ss;
+	const size_t ss = d->ss;
 	int r;
 
 	memcpy(tmp, src, n * ss);
@@ -781,11 +786,11 @@ static int check_range(const struct vc_disk *d, uint64_t offset, uint64_t count,
 {
 	uint64_t end;
 
-	if (__builtin_add_overflow(offset, count, &end) || end > d->h.vsize)
+	if (__builtin_add_overflow(offset, count, &end) || end > d->vsize)
 		return vc_error_set(err, -ERANGE,
 				    "%s of %llu bytes at offset %llu is beyond the end of the %llu-byte disk",
 				    write ? "write" : "read", (unsigned long long)count,
-				    (unsigned long long)offset, (unsigned long long)d->h.vsize);
+				    (unsigned long long)offset, (unsigned long long)d->vsize);
 	if (write && d->rdonly)
 		return vc_error_set(err, -EROFS, "disk is open read-only");
 	return 0;
@@ -794,7 +799,7 @@ static int check_range(const struct vc_disk *d, uint64_t offset, uint64_t count,
 int vc_disk_read(struct vc_disk *d, void *buf, size_t count, uint64_t offset,
 		 struct vc_error *err)
 {
-	const size_t ss = d->h.ss;
+	const size_t ss = d->ss;
 	uint8_t *out = buf;
 	uint8_t *bounce = NULL;
 	int r;
@@ -841,7 +846,7 @@ int vc_disk_read(struct vc_disk *d, void *buf, size_t count, uint64_t offset,
 static int write_partial(struct vc_disk *d, uint64_t sector, size_t skip,
 			 const uint8_t *src, size_t len, struct vc_error *err)
 {
-	const size_t ss = d->h.ss;
+	const size_t ss = d->ss;
 	pthread_mutex_t *m = &d->rmw[sector % RMW_LOCKS];
 	uint8_t *b = malloc(2 * ss);
 	int r;
@@ -866,7 +871,7 @@ static int write_partial(struct vc_disk *d, uint64_t sector, size_t skip,
 int vc_disk_write(struct vc_disk *d, const void *buf, size_t count,
 		  uint64_t offset, struct vc_error *err)
 {
-	const size_t ss = d->h.ss;
+	const size_t ss = d->ss;
 	const uint8_t *in = buf;
 	uint8_t *tmp = NULL;
 	size_t tmpsize = 0;
@@ -875,6 +880,8 @@ int vc_disk_write(struct vc_disk *d, const void *buf, size_t count,
 	if ((r = check_range(d, offset, count, true, err)) < 0 || count == 0)
 		return r;
 	pthread_rwlock_rdlock(&d->lock);
+	if (d->h.flags & FLAG_JOURNAL)
+		r = vc_error_set(err, -EIO, "an interrupted rekey step must be resumed first");
 	while (count > 0 && r == 0) {
 		uint64_t sector = offset / ss;
 		size_t skip = offset % ss, take;
@@ -915,13 +922,15 @@ int vc_disk_write(struct vc_disk *d, const void *buf, size_t count,
 int vc_disk_zero(struct vc_disk *d, uint64_t offset, uint64_t count,
 		 struct vc_error *err)
 {
-	const size_t ss = d->h.ss;
+	const size_t ss = d->ss;
 	uint8_t *zeros = NULL;
 	int r;
 
 	if ((r = check_range(d, offset, count, true, err)) < 0 || count == 0)
 		return r;
 	pthread_rwlock_rdlock(&d->lock);
+	if (d->h.flags & FLAG_JOURNAL)
+		r = vc_error_set(err, -EIO, "an interrupted rekey step must be resumed first");
 	while (count > 0 && r == 0) {
 		uint64_t sector = offset / ss;
 		size_t skip = offset % ss;
@@ -1008,12 +1017,12 @@ int vc_disk_sector_is_hole(struct vc_disk *d, uint64_t sector, bool *hole,
 
 	if (sector >= d->nsectors)
 		return vc_error_set(err, -ERANGE, "sector beyond the end of the disk");
-	b = malloc(d->h.ss);
+	b = malloc(d->ss);
 	if (!b)
 		return vc_error_set(err, -ENOMEM, "out of memory");
-	r = d->io.pread(d->io.opaque, b, d->h.ss, sector_pos(d, sector), err);
+	r = d->io.pread(d->io.opaque, b, d->ss, sector_pos(d, sector), err);
 	if (r == 0)
-		*hole = all_zero(b, d->h.ss);
+		*hole = all_zero(b, d->ss);
 	free(b);
 	return r;
 }
@@ -1119,7 +1128,7 @@ static int reencrypt_in_place(struct vc_disk *d, uint64_t first, uint8_t *buf,
 
 	if ((r = transform(d, 0, 0, first, buf, n, err)) < 0 ||
 	    (r = transform(d, 1, 1, first, buf, n, err)) < 0 ||
-	    (r = d->io.pwrite(d->io.opaque, buf, n * d->h.ss, sector_pos(d, first), err)) < 0)
+	    (r = d->io.pwrite(d->io.opaque, buf, n * d->ss, sector_pos(d, first), err)) < 0)
 		return r;
 	return d->io.flush(d->io.opaque, err);
 }
@@ -1192,7 +1201,7 @@ static int advance(struct vc_disk *d, uint64_t to, bool *done,
  * check it against the SHA-256 in the header. */
 static int journal_load(struct vc_disk *d, uint8_t **out, struct vc_error *err)
 {
-	const uint64_t len = d->h.jcount * d->h.ss;
+	const uint64_t len = d->h.jcount * d->ss;
 	uint8_t sum[VC_SHA256_LEN];
 	uint8_t *buf = malloc(len);
 	int r;
@@ -1217,7 +1226,7 @@ static int journal_load(struct vc_disk *d, uint8_t **out, struct vc_error *err)
  * its old-key ciphertext, verified by the SHA-256 in the header. */
 static int journal_redo(struct vc_disk *d, struct vc_error *err)
 {
-	const uint64_t n = d->h.jcount, len = n * d->h.ss;
+	const uint64_t n = d->h.jcount, len = n * d->ss;
 	uint8_t *buf;
 	bool done;
 	int r;
@@ -1251,11 +1260,18 @@ int vc_disk_rekey_deep_step(struct vc_disk *d, bool *done, struct vc_error *err)
 		pthread_rwlock_unlock(&d->lock);
 		return vc_error_set(err, -EINVAL, "no deep rekey in progress");
 	}
+	if (d->h.flags & FLAG_JOURNAL) {
+		r = journal_redo(d, err);
+		if (r == 0)
+			*done = !(d->h.flags & FLAG_REKEY);
+		pthread_rwlock_unlock(&d->lock);
+		return r;
+	}
 	first = d->h.progress;
-	n = d->h.jsize / d->h.ss;
+	n = d->h.jsize / d->ss;
 	if (n > d->nsectors - first)
 		n = d->nsectors - first;
-	len = n * d->h.ss;
+	len = n * d->ss;
 	buf = malloc(len ? len : 1);
 	if (!buf) {
 		pthread_rwlock_unlock(&d->lock);
@@ -1269,7 +1285,7 @@ int vc_disk_rekey_deep_step(struct vc_disk *d, bool *done, struct vc_error *err)
 		first += n;
 		if (n > d->nsectors - first)
 			n = d->nsectors - first;
-		len = n * d->h.ss;
+		len = n * d->ss;
 		r = d->io.pread(d->io.opaque, buf, len, sector_pos(d, first), err);
 	}
 	if (r == 0 && n && !all_zero(buf, len)) {
