@@ -29,7 +29,13 @@ static struct vc_secret *kek, *new_kek;
  * connections too (which makes multi-conn safe). */
 static nbdkit_next *shared_next;
 static struct vc_disk *disk;
-static bool disk_rdonly;
+/* The plugin context cannot write (read-only file). */
+static bool plugin_rdonly;
+/* The disk is opened read-only at start-up, so that `nbdkit -r` never
+ * writes (not even to finish an interrupted rekey step or repair a header
+ * copy), and turned writable when the first writable connection opens. */
+static pthread_mutex_t writable_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool disk_writable;
 
 static void vmcrypt_unload(void)
 {
@@ -250,11 +256,11 @@ static int vmcrypt_after_fork(nbdkit_backend *backend)
 		return -1;
 	}
 	vc_error_clear(&err);
-	disk_rdonly = false;
+	plugin_rdonly = false;
 	shared_next = nbdkit_next_context_open(backend, 0, "", 1);
 	if (!shared_next) {
-		/* A read-only container (nbdkit -r, or file permissions). */
-		disk_rdonly = true;
+		/* A container we may not write (file permissions). */
+		plugin_rdonly = true;
 		shared_next = nbdkit_next_context_open(backend, 1, "", 1);
 	}
 	if (!shared_next) {
@@ -267,7 +273,7 @@ static int vmcrypt_after_fork(nbdkit_backend *backend)
 	}
 	/* nbdkit requires each capability to be queried before use. */
 	if (shared_next->can_write(shared_next) != 1)
-		disk_rdonly = true;
+		plugin_rdonly = true;
 	(void)shared_next->can_flush(shared_next);
 	(void)shared_next->can_zero(shared_next);
 	(void)shared_next->can_trim(shared_next);
@@ -276,8 +282,7 @@ static int vmcrypt_after_fork(nbdkit_backend *backend)
 	(void)shared_next->can_fast_zero(shared_next);
 
 	shared_io.opaque = shared_next;
-	r = vc_disk_open(&shared_io, kek, new_kek, disk_rdonly ? VC_DISK_RDONLY : 0,
-			 &disk, &err);
+	r = vc_disk_open(&shared_io, kek, new_kek, VC_DISK_RDONLY, &disk, &err);
 	vc_secret_free(kek);
 	vc_secret_free(new_kek);
 	kek = new_kek = NULL;
@@ -287,7 +292,7 @@ static int vmcrypt_after_fork(nbdkit_backend *backend)
 	}
 	nbdkit_debug("vmcrypt: disk open, %" PRIu64 " bytes, %u-byte sectors%s",
 		     vc_disk_size(disk), vc_disk_sector_size(disk),
-		     disk_rdonly ? ", read-only" : "");
+		     plugin_rdonly ? ", read-only container" : "");
 	return 0;
 }
 
@@ -304,6 +309,30 @@ static void vmcrypt_cleanup(nbdkit_backend *backend)
 }
 
 /* ---- per connection ------------------------------------------------------- */
+
+static void *vmcrypt_open(nbdkit_next_open *next, nbdkit_context *context,
+			  int readonly, const char *exportname, int is_tls)
+{
+	struct vc_error err = { 0 };
+	int r = 0;
+
+	(void)is_tls;
+	if (next(context, readonly, exportname) == -1)
+		return NULL;
+	if (readonly || plugin_rdonly)
+		return NBDKIT_HANDLE_NOT_NEEDED;
+	pthread_mutex_lock(&writable_lock);
+	if (!disk_writable) {
+		r = vc_disk_set_writable(disk, &err);
+		disk_writable = r == 0;
+	}
+	pthread_mutex_unlock(&writable_lock);
+	if (r < 0) {
+		nbdkit_error("vmcrypt: %s", vc_error_msg(&err));
+		return NULL;
+	}
+	return NBDKIT_HANDLE_NOT_NEEDED;
+}
 
 static int64_t vmcrypt_get_size(nbdkit_next *next, void *handle)
 {
@@ -326,7 +355,7 @@ static int vmcrypt_block_size(nbdkit_next *next, void *handle, uint32_t *minimum
 static int vmcrypt_can_write(nbdkit_next *next, void *handle)
 {
 	(void)handle;
-	if (disk_rdonly)
+	if (plugin_rdonly)
 		return 0;
 	return next->can_write(next);
 }
@@ -528,6 +557,7 @@ static struct nbdkit_filter filter = {
 	.thread_model = vmcrypt_thread_model,
 	.after_fork = vmcrypt_after_fork,
 	.cleanup = vmcrypt_cleanup,
+	.open = vmcrypt_open,
 	.get_size = vmcrypt_get_size,
 	.block_size = vmcrypt_block_size,
 	.can_write = vmcrypt_can_write,

@@ -95,7 +95,8 @@ struct hdr {
 
 struct vc_disk {
 	struct vc_disk_io io;
-	bool rdonly;
+	_Atomic bool rdonly; /* may turn false later: vc_disk_set_writable */
+	bool needs_repair; /* a header copy is damaged or stale */
 	pthread_rwlock_t lock;  /* I/O read-locks; header changes write-lock */
 	pthread_mutex_t rmw[RMW_LOCKS];
 	struct hdr h;
@@ -566,11 +567,14 @@ static int unlock_slot(struct vc_disk *d, int i, const struct vc_secret *kek,
 
 	make_binding(&d->h, i, &b);
 	r = vc_unwrap_key(kek, &b, d->h.slot[i].wrapped, WRAPPED_LEN, &d->dek[i], err);
+	if (r < 0 && i == 1)
+		return vc_error_set(err, -EKEYREJECTED,
+				    "a deep rekey to provider '%s' key id '%s' is in progress and the KEK given does not unwrap its new key: supply that KEK too",
+				    d->h.slot[1].provider, d->h.slot[1].key_id);
 	if (r < 0)
 		return vc_error_set(err, -EKEYREJECTED,
-				    "wrong key: the KEK does not unwrap this disk's %s key (provider '%s', key id '%s')",
-				    i ? "new" : "current", d->h.slot[i].provider,
-				    d->h.slot[i].key_id);
+				    "wrong key: the KEK does not unwrap this disk's key (provider '%s', key id '%s')",
+				    d->h.slot[0].provider, d->h.slot[0].key_id);
 	if ((r = vc_secret_from_bytes(vc_secret_data(kek), vc_secret_len(kek),
 				      &d->kek[i], err)) < 0)
 		return r;
@@ -588,6 +592,21 @@ static void drop_slot(struct vc_disk *d, int i)
 }
 
 static int journal_redo(struct vc_disk *d, struct vc_error *err);
+
+/* Before the first write: redo an interrupted rekey step, or bring both
+ * header copies back in step. */
+static int recover(struct vc_disk *d, struct vc_error *err)
+{
+	int r = 0;
+
+	if (d->h.flags & FLAG_JOURNAL)
+		r = journal_redo(d, err);
+	else if (d->needs_repair)
+		r = hdr_store(&d->io, &d->h, d->mackey, err);
+	if (r == 0)
+		d->needs_repair = false;
+	return r;
+}
 static int journal_load(struct vc_disk *d, uint8_t **out, struct vc_error *err);
 
 int vc_disk_open(const struct vc_disk_io *io, const struct vc_secret *kek,
@@ -641,21 +660,29 @@ int vc_disk_open(const struct vc_disk_io *io, const struct vc_secret *kek,
 		}
 		free(j);
 	}
-	if (!d->rdonly) {
-		if (d->h.flags & FLAG_JOURNAL) {
-			if ((r = journal_redo(d, err)) < 0)
-				goto fail;
-		} else if (!info.copy_ok[0] || !info.copy_ok[1] ||
-			   info.copy_problem[1 - info.copy_used][0]) {
-			/* Repair: bring both copies back in step. */
-			if ((r = hdr_store(&d->io, &d->h, d->mackey, err)) < 0)
-				goto fail;
-		}
-	}
+	d->needs_repair = !info.copy_ok[0] || !info.copy_ok[1] ||
+			  info.copy_problem[1 - info.copy_used][0];
+	if (!d->rdonly && (r = recover(d, err)) < 0)
+		goto fail;
 	*out = d;
 	return 0;
 fail:
 	vc_disk_close(d);
+	return r;
+}
+
+int vc_disk_set_writable(struct vc_disk *d, struct vc_error *err)
+{
+	int r = 0;
+
+	pthread_rwlock_wrlock(&d->lock);
+	if (d->rdonly) {
+		d->rdonly = false;
+		r = recover(d, err);
+		if (r < 0)
+			d->rdonly = true;
+	}
+	pthread_rwlock_unlock(&d->lock);
 	return r;
 }
 

@@ -112,6 +112,12 @@ VC_MUST_CHECK int vc_disk_open(const struct vc_disk_io *io,
 			       struct vc_disk **out, struct vc_error *err);
 void vc_disk_close(struct vc_disk *d);
 
+/* Turn a read-only open into a writable one, doing what a writable open
+ * does first (redo an interrupted rekey step, repair a header copy). Lets
+ * a server check a disk at start-up without writing and write only once a
+ * writer arrives. The io callbacks must be able to write by then. */
+VC_MUST_CHECK int vc_disk_set_writable(struct vc_disk *d, struct vc_error *err);
+
 /* The header as currently in force. */
 void vc_disk_get_info(struct vc_disk *d, struct vc_disk_info *info);
 uint64_t vc_disk_size(const struct vc_disk *d);
