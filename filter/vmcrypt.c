@@ -577,4 +577,7 @@ static struct nbdkit_filter filter = {
 	.extents = vmcrypt_extents,
 };
 
+/* The entry point NBDKIT_REGISTER_FILTER defines (no header declares it). */
+NBDKIT_DLL_PUBLIC struct nbdkit_filter *filter_init(void);
+
 NBDKIT_REGISTER_FILTER(filter)

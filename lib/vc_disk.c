@@ -1151,12 +1151,30 @@ int vc_disk_rekey_deep_start(struct vc_disk *d, const struct vc_secret *new_kek,
 static int reencrypt_in_place(struct vc_disk *d, uint64_t first, uint8_t *buf,
 			      uint64_t n, struct vc_error *err)
 {
+	const size_t ss = d->ss;
+	uint64_t i = 0;
 	int r;
 
 	if ((r = transform(d, 0, 0, first, buf, n, err)) < 0 ||
-	    (r = transform(d, 1, 1, first, buf, n, err)) < 0 ||
-	    (r = d->io.pwrite(d->io.opaque, buf, n * d->ss, sector_pos(d, first), err)) < 0)
+	    (r = transform(d, 1, 1, first, buf, n, err)) < 0)
 		return r;
+	/* Holes were zero before and stay zero: write only the runs of
+	 * data, so that a thin container does not fill up with zeros. */
+	while (i < n) {
+		uint64_t j;
+
+		if (all_zero(buf + i * ss, ss)) {
+			i++;
+			continue;
+		}
+		for (j = i + 1; j < n && !all_zero(buf + j * ss, ss); j++)
+			;
+		r = d->io.pwrite(d->io.opaque, buf + i * ss, (j - i) * ss,
+				 sector_pos(d, first + i), err);
+		if (r < 0)
+			return r;
+		i = j;
+	}
 	return d->io.flush(d->io.opaque, err);
 }
 

@@ -5,6 +5,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 V=$PWD/build/cli/vmcrypt
+F=$PWD/build/filter/nbdkit-vmcrypt-filter.so
 dir=$(mktemp -d /tmp/vmcrypt-demo.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 cd "$dir"
@@ -34,5 +35,13 @@ run cmp guest.raw back.raw
 echo "round trip: identical"
 printf '\n$ vmcrypt disk export disk.vcd - --kek-file kek.key   # the old KEK no longer opens it\n'
 "$V" disk export disk.vcd - --kek-file kek.key >/dev/null || true
+
 echo
-echo "Next: README.md (quick start) and docs/vmcrypt-disk.md."
+echo "The I/O filter serves the plaintext to NBD clients (QEMU, qemu-img, nbdcopy);"
+echo "the key reaches nbdkit through a file descriptor, never the command line:"
+printf '\n$ nbdkit -U - --filter=vmcrypt file disk.vcd kek-fd=3 --run "nbdinfo --map \$uri; nbdcopy \$uri served.raw" 3<kek2.key\n'
+nbdkit -U - --filter="$F" file disk.vcd kek-fd=3 --run 'nbdinfo --map "$uri"; nbdcopy "$uri" served.raw' 3<kek2.key
+run cmp guest.raw served.raw
+echo "served through NBD: identical"
+echo
+echo "Next: README.md (quick start), docs/vmcrypt-disk.md, docs/nbdkit-vmcrypt-filter.md."
