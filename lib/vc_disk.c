@@ -67,6 +67,7 @@ _Static_assert(OFF_CHECKSUM + VC_SHA256_LEN == VC_DISK_HEADER_SIZE, "header size
 #define MAX_PAYLOAD_OFFSET (1024 * MIB)
 #define IO_CHUNK (4 * MIB) /* bounce buffer for writes */
 #define RMW_LOCKS 64
+#define HOLE_SKIP_MIN (64 * 1024) /* zero runs a rekey step leaves unwritten */
 #define ZERO_SKIP_MAX 1024 /* empty chunks skipped per rekey step */
 
 static const char mac_info[] = "vmcrypt disk header mac v1";
@@ -97,6 +98,7 @@ struct vc_disk {
 	struct vc_disk_io io;
 	_Atomic bool rdonly; /* may turn false later: vc_disk_set_writable */
 	bool needs_repair; /* a header copy is damaged or stale */
+	int copy_used;     /* a copy known to be valid and current */
 	pthread_rwlock_t lock;  /* I/O read-locks; header changes write-lock */
 	pthread_mutex_t rmw[RMW_LOCKS];
 	struct hdr h;
@@ -476,28 +478,65 @@ static int derive_mackey(const struct hdr *h, const struct vc_secret *dek,
 
 /* ---- header writes -------------------------------------------------------- */
 
-/* Write both copies, each followed by a flush, so that an interruption at
- * any point leaves at least one valid copy (the old or the new state). */
-static int hdr_store(const struct vc_disk_io *io, struct hdr *h,
-		     const struct vc_secret *mackey, struct vc_error *err)
+/* Write both copies, each followed by a flush, first copy `first` then the
+ * other, so that an interruption at any point leaves at least one valid
+ * copy (the old or the new state) -- provided the copy written second was
+ * valid before. *written is how many copies were written. */
+static int hdr_store_order(const struct vc_disk_io *io, struct hdr *h, int first,
+			   const struct vc_secret *mackey, int *written,
+			   struct vc_error *err)
 {
 	uint8_t *b = malloc(VC_DISK_HEADER_SIZE);
 	int r = 0;
 
+	*written = 0;
 	if (!b)
 		return vc_error_set(err, -ENOMEM, "out of memory");
 	h->seq++;
-	for (int i = 0; i < 2 && r == 0; i++) {
-		r = hdr_encode(h, i, mackey, b, err);
+	for (int k = 0; k < 2 && r == 0; k++) {
+		int c = k ? 1 - first : first;
+
+		r = hdr_encode(h, c, mackey, b, err);
 		if (r == 0)
 			r = io->pwrite(io->opaque, b, VC_DISK_HEADER_SIZE,
-				       (uint64_t)i * VC_DISK_HEADER_SIZE, err);
+				       (uint64_t)c * VC_DISK_HEADER_SIZE, err);
 		if (r == 0)
 			r = io->flush(io->opaque, err);
+		if (r == 0)
+			(*written)++;
 	}
 	free(b);
 	if (r < 0)
 		vc_error_prefix(err, "cannot write disk header");
+	return r;
+}
+
+static int hdr_store(const struct vc_disk_io *io, struct hdr *h,
+		     const struct vc_secret *mackey, struct vc_error *err)
+{
+	int written;
+
+	return hdr_store_order(io, h, 0, mackey, &written, err);
+}
+
+/* A header update of an open disk. When one copy is damaged or stale the
+ * good one must be written last: writing it first and being cut off would
+ * leave no valid copy at all. */
+static int disk_store(struct vc_disk *d, struct hdr *h,
+		      const struct vc_secret *mackey, struct vc_error *err)
+{
+	int first = d->needs_repair ? 1 - d->copy_used : 0, written;
+	int r = hdr_store_order(&d->io, h, first, mackey, &written, err);
+
+	if (written == 1) {
+		/* The first copy holds the new state, the second is now stale
+		 * or torn. */
+		d->copy_used = first;
+		d->needs_repair = true;
+	} else if (written == 2) {
+		d->copy_used = 1 - first;
+		d->needs_repair = false;
+	}
 	return r;
 }
 
@@ -602,11 +641,10 @@ static int recover(struct vc_disk *d, struct vc_error *err)
 	if (d->h.flags & FLAG_JOURNAL)
 		r = journal_redo(d, err);
 	else if (d->needs_repair)
-		r = hdr_store(&d->io, &d->h, d->mackey, err);
-	if (r == 0)
-		d->needs_repair = false;
+		r = disk_store(d, &d->h, d->mackey, err);
 	return r;
 }
+
 static int journal_load(struct vc_disk *d, uint8_t **out, struct vc_error *err);
 
 int vc_disk_open(const struct vc_disk_io *io, const struct vc_secret *kek,
@@ -662,6 +700,7 @@ int vc_disk_open(const struct vc_disk_io *io, const struct vc_secret *kek,
 	}
 	d->needs_repair = !info.copy_ok[0] || !info.copy_ok[1] ||
 			  info.copy_problem[1 - info.copy_used][0];
+	d->copy_used = info.copy_used;
 	if (!d->rdonly && (r = recover(d, err)) < 0)
 		goto fail;
 	*out = d;
@@ -1079,7 +1118,7 @@ int vc_disk_rekey_shallow(struct vc_disk *d, const struct vc_secret *new_kek,
 			r = wrap_slot(&h, i, new_kek, d->dek[i], err);
 	}
 	if (r == 0)
-		r = hdr_store(&d->io, &h, d->mackey, err);
+		r = disk_store(d, &h, d->mackey, err);
 	if (r == 0) {
 		d->h = h;
 		for (int i = 0; i < 2 && r == 0; i++) {
@@ -1130,7 +1169,7 @@ int vc_disk_rekey_deep_start(struct vc_disk *d, const struct vc_secret *new_kek,
 	if (r == 0)
 		r = vc_secret_from_bytes(vc_secret_data(kek), VC_KEK_LEN, &d->kek[1], err);
 	if (r == 0)
-		r = hdr_store(&d->io, &h, d->mackey, err);
+		r = disk_store(d, &h, d->mackey, err);
 	if (r == 0) {
 		d->h = h;
 		d->dek[1] = dek;
@@ -1158,22 +1197,24 @@ static int reencrypt_in_place(struct vc_disk *d, uint64_t first, uint8_t *buf,
 	if ((r = transform(d, 0, 0, first, buf, n, err)) < 0 ||
 	    (r = transform(d, 1, 1, first, buf, n, err)) < 0)
 		return r;
-	/* Holes were zero before and stay zero: write only the runs of
-	 * data, so that a thin container does not fill up with zeros. */
+	/* Holes were zero before and stay zero: skip long runs of them so
+	 * that a thin container does not fill up with zeros. Short gaps are
+	 * written with their neighbours (one write, not one per sector). */
 	while (i < n) {
-		uint64_t j;
+		uint64_t j, last = i; /* last: the run's last data sector */
 
 		if (all_zero(buf + i * ss, ss)) {
 			i++;
 			continue;
 		}
-		for (j = i + 1; j < n && !all_zero(buf + j * ss, ss); j++)
-			;
-		r = d->io.pwrite(d->io.opaque, buf + i * ss, (j - i) * ss,
+		for (j = i + 1; j < n && (j - last) * ss <= HOLE_SKIP_MIN; j++)
+			if (!all_zero(buf + j * ss, ss))
+				last = j;
+		r = d->io.pwrite(d->io.opaque, buf + i * ss, (last + 1 - i) * ss,
 				 sector_pos(d, first + i), err);
 		if (r < 0)
 			return r;
-		i = j;
+		i = last + 1;
 	}
 	return d->io.flush(d->io.opaque, err);
 }
@@ -1194,7 +1235,7 @@ static int advance(struct vc_disk *d, uint64_t to, bool *done,
 	memset(h.jsha, 0, sizeof h.jsha);
 	h.progress = to;
 	if ((h.progress != d->h.progress || (d->h.flags & FLAG_JOURNAL)) &&
-	    (r = hdr_store(&d->io, &h, d->mackey, err)) < 0)
+	    (r = disk_store(d, &h, d->mackey, err)) < 0)
 		return r;
 	d->h = h;
 	if (to < d->nsectors)
@@ -1224,7 +1265,7 @@ static int advance(struct vc_disk *d, uint64_t to, bool *done,
 	memset(&h.slot[1], 0, sizeof h.slot[1]);
 	if ((r = derive_mackey(&h, d->dek[1], &mackey, err)) < 0)
 		return r;
-	if ((r = hdr_store(&d->io, &h, mackey, err)) < 0) {
+	if ((r = disk_store(d, &h, mackey, err)) < 0) {
 		vc_secret_free(mackey);
 		return r;
 	}
@@ -1348,7 +1389,7 @@ int vc_disk_rekey_deep_step(struct vc_disk *d, bool *done, struct vc_error *err)
 		if (r == 0)
 			r = vc_sha256(buf, len, h.jsha, err);
 		if (r == 0)
-			r = hdr_store(&d->io, &h, d->mackey, err);
+			r = disk_store(d, &h, d->mackey, err);
 		if (r == 0) {
 			d->h = h;
 			r = reencrypt_in_place(d, first, buf, n, err);
