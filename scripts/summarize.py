@@ -27,7 +27,7 @@ def meson_counts(path):
                 continue
             t = json.loads(line)
             result = t.get("result")
-            out = t.get("stdout") or ""
+            out = (t.get("stdout") or "") + "\n" + (t.get("stderr") or "")
             mp, mf, ms = (CMOCKA_PASSED.search(out), CMOCKA_FAILED.search(out),
                           CMOCKA_SKIPPED.search(out))
             if result == "SKIP":
