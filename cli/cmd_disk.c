@@ -542,12 +542,15 @@ static int source_size(int fd, const char *name, uint64_t *size, struct vc_error
 	return 0; /* a pipe or similar: size unknown */
 }
 
-/* Write the non-zero sectors of buf; zero runs stay holes in the new,
- * sparse container. */
-static int write_sparse(struct vc_disk *d, const uint8_t *buf, size_t len,
-			uint64_t offset, struct vc_error *err)
+/* Call fn for each run of non-zero sectors in buf (len is a multiple of
+ * ss); zero sectors are skipped, so that new files and containers stay
+ * sparse. */
+typedef int (*run_fn)(void *ctx, const uint8_t *p, size_t n, size_t at,
+		      struct vc_error *err);
+
+static int each_data_run(const uint8_t *buf, size_t len, size_t ss, run_fn fn,
+			 void *ctx, struct vc_error *err)
 {
-	const size_t ss = vc_disk_sector_size(d);
 	size_t i = 0;
 
 	while (i < len) {
@@ -559,13 +562,26 @@ static int write_sparse(struct vc_disk *d, const uint8_t *buf, size_t len,
 		}
 		for (j = i + ss; j < len && !is_zero(buf + j, ss); j += ss)
 			;
-		int r = vc_disk_write(d, buf + i, j - i, offset + i, err);
+		int r = fn(ctx, buf + i, j - i, i, err);
 
 		if (r < 0)
 			return r;
 		i = j;
 	}
 	return 0;
+}
+
+struct disk_run {
+	struct vc_disk *d;
+	uint64_t offset;
+};
+
+static int disk_run_write(void *ctx, const uint8_t *p, size_t n, size_t at,
+			  struct vc_error *err)
+{
+	struct disk_run *dr = ctx;
+
+	return vc_disk_write(dr->d, p, n, dr->offset + at, err);
 }
 
 static int do_import(struct opts *o)
@@ -639,8 +655,9 @@ static int do_import(struct opts *o)
 			goto fail;
 		if (got < want)
 			memset(buf + got, 0, want - got); /* pad the last sector */
-		if (write_sparse(d, buf, (got + o->sector_size - 1) / o->sector_size * o->sector_size,
-				 done, &err) < 0)
+		if (each_data_run(buf, (got + o->sector_size - 1) / o->sector_size * o->sector_size,
+				  o->sector_size, disk_run_write, &(struct disk_run){ d, done },
+				  &err) < 0)
 			goto fail;
 		done += want;
 		cli_progress_update(&prog, done);
@@ -689,27 +706,31 @@ static int write_all(int fd, const uint8_t *buf, size_t len, const char *name,
 	return 0;
 }
 
-/* Write the non-zero sectors of buf at offset; zero sectors are left as
- * holes (the file is new and gets its final size at the end). */
-static int write_sparse_file(int fd, const uint8_t *buf, size_t len, uint64_t offset,
-			     size_t ss, const char *name, struct vc_error *err)
+struct file_run {
+	int fd;
+	uint64_t offset;
+	const char *name;
+};
+
+/* Write one run at its place in a new file; the gaps stay holes and the
+ * file gets its final size at the end. */
+static int file_run_write(void *ctx, const uint8_t *p, size_t n, size_t at,
+			  struct vc_error *err)
 {
-	size_t i = 0;
+	struct file_run *fr = ctx;
+	uint64_t off = fr->offset + at;
 
-	while (i < len) {
-		size_t j;
+	while (n > 0) {
+		ssize_t w = pwrite(fr->fd, p, n, (off_t)off);
 
-		if (is_zero(buf + i, ss)) {
-			i += ss;
-			continue;
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return vc_error_errno(err, errno, "%s: write failed", fr->name);
 		}
-		for (j = i + ss; j < len && !is_zero(buf + j, ss); j += ss)
-			;
-		if (lseek(fd, (off_t)(offset + i), SEEK_SET) < 0)
-			return vc_error_errno(err, errno, "%s: seek failed", name);
-		if (write_all(fd, buf + i, j - i, name, err) < 0)
-			return -EIO;
-		i = j;
+		p += w;
+		n -= (size_t)w;
+		off += (uint64_t)w;
 	}
 	return 0;
 }
@@ -748,8 +769,8 @@ static int do_export(struct opts *o)
 		if (to_stdout) {
 			if (write_all(out, buf, n, "stdout", &err) < 0)
 				goto fail;
-		} else if (write_sparse_file(out, buf, n, done, vc_disk_sector_size(d), dst,
-					     &err) < 0) {
+		} else if (each_data_run(buf, n, vc_disk_sector_size(d), file_run_write,
+					 &(struct file_run){ out, done, dst }, &err) < 0) {
 			goto fail;
 		}
 		done += n;

@@ -54,7 +54,7 @@ static void secret_read_fd(const uint8_t *data, size_t size)
 	FUZZ_CHECK(r == 0 && key != NULL && vc_secret_len(key) == KEYLEN,
 		   "read returned %d and a key of the wrong length", r);
 	if (size == KEYLEN) {
-		FUZZ_CHECK(memcmp(vc_secret_data(key), data, KEYLEN) == 0,
+		FUZZ_CHECK(vc_ct_equal(vc_secret_data(key), data, KEYLEN),
 			   "raw key differs from the input");
 	} else {
 		uint8_t want[KEYLEN];
@@ -65,7 +65,7 @@ static void secret_read_fd(const uint8_t *data, size_t size)
 		FUZZ_CHECK(hexlen == 2 * KEYLEN, "accepted %zu bytes of input", size);
 		FUZZ_CHECK(vc_hex_decode((const char *)data, hexlen, want, sizeof want, &got) == 0 &&
 			   got == KEYLEN &&
-			   memcmp(vc_secret_data(key), want, KEYLEN) == 0,
+			   vc_ct_equal(vc_secret_data(key), want, KEYLEN),
 			   "hex key differs from the input");
 	}
 	vc_secret_free(key);

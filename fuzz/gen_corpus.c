@@ -306,7 +306,7 @@ static void key_seeds(void)
 	put_file("key_input", "raw-32", raw, sizeof raw);
 	for (int i = 0; i < FUZZ_KEK_LEN; i++)
 		snprintf(hex + 2 * i, 3, "%02x", (unsigned)(raw[i] ^ 0x33));
-	strcat(hex, "\n");
+	memcpy(hex + 2 * FUZZ_KEK_LEN, "\n", 2);
 	put_text("hex-64-newline", hex);
 	hex[2 * FUZZ_KEK_LEN] = '\0';
 	for (char *p = hex; *p; p++)

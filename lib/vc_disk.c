@@ -427,6 +427,14 @@ static int wrap_slot(struct hdr *h, int i, const struct vc_secret *kek,
 	return vc_wrap_key(kek, &b, dek, h->slot[i].wrapped, WRAPPED_LEN, &len, err);
 }
 
+static void put_name(char *dst, size_t cap, const char *src)
+{
+	size_t n = strlen(src);
+
+	memcpy(dst, src, n);
+	memset(dst + n, 0, cap - n);
+}
+
 static int set_slot_names(struct slot *s, const char *provider,
 			  const char *key_id, struct vc_error *err)
 {
@@ -436,10 +444,9 @@ static int set_slot_names(struct slot *s, const char *provider,
 	if (!key_id || !*key_id || strlen(key_id) > VC_DISK_KEY_ID_MAX)
 		return vc_error_set(err, -EINVAL, "key id must be 1 to %d bytes",
 				    VC_DISK_KEY_ID_MAX);
-	memset(s->provider, 0, sizeof s->provider);
-	memset(s->key_id, 0, sizeof s->key_id);
-	memcpy(s->provider, provider, strlen(provider));
-	memcpy(s->key_id, key_id, strlen(key_id));
+	/* NUL-padded names (they are not secrets). */
+	put_name(s->provider, sizeof s->provider, provider);
+	put_name(s->key_id, sizeof s->key_id, key_id);
 	return 0;
 }
 
@@ -759,11 +766,13 @@ static int slot_for(const struct vc_disk *d, uint64_t sector)
 	return (d->h.flags & FLAG_REKEY) && sector < d->h.progress ? 1 : 0;
 }
 
-/* Transform n sectors in buf in place, starting at sector first. Zero
- * sectors are holes and stay zero in both directions. The key slot is
+/* Transform n sectors from in to out (which may be the same buffer),
+ * starting at sector first. Zero sectors are holes and stay zero in both
+ * directions. The key slot is
  * slot_for() unless force_slot >= 0. */
-static int transform(struct vc_disk *d, int enc, int force_slot, uint64_t first,
-		     uint8_t *buf, uint64_t n, struct vc_error *err)
+static int transform_to(struct vc_disk *d, int enc, int force_slot, uint64_t first,
+			const uint8_t *in, uint8_t *out, uint64_t n,
+			struct vc_error *err)
 {
 	const size_t ss = d->ss;
 	uint64_t i = 0;
@@ -772,25 +781,33 @@ static int transform(struct vc_disk *d, int enc, int force_slot, uint64_t first,
 		uint64_t j;
 		int slot;
 
-		if (all_zero(buf + i * ss, ss)) {
+		if (all_zero(in + i * ss, ss)) {
+			if (out != in)
+				memset(out + i * ss, 0, ss);
 			i++;
 			continue;
 		}
 		slot = force_slot >= 0 ? force_slot : slot_for(d, first + i);
 		for (j = i + 1; j < n; j++) {
 			if ((force_slot < 0 && slot_for(d, first + j) != slot) ||
-			    all_zero(buf + j * ss, ss))
+			    all_zero(in + j * ss, ss))
 				break;
 		}
-		int r = enc ? vc_xts_encrypt(d->xts[slot], first + i, ss, buf + i * ss,
-					     buf + i * ss, (j - i) * ss, err)
-			    : vc_xts_decrypt(d->xts[slot], first + i, ss, buf + i * ss,
-					     buf + i * ss, (j - i) * ss, err);
+		int r = enc ? vc_xts_encrypt(d->xts[slot], first + i, ss, in + i * ss,
+					     out + i * ss, (j - i) * ss, err)
+			    : vc_xts_decrypt(d->xts[slot], first + i, ss, in + i * ss,
+					     out + i * ss, (j - i) * ss, err);
 		if (r < 0)
 			return r;
 		i = j;
 	}
 	return 0;
+}
+
+static int transform(struct vc_disk *d, int enc, int force_slot, uint64_t first,
+		     uint8_t *buf, uint64_t n, struct vc_error *err)
+{
+	return transform_to(d, enc, force_slot, first, buf, buf, n, err);
 }
 
 static uint64_t sector_pos(const struct vc_disk *d, uint64_t sector)
@@ -840,8 +857,8 @@ static int write_sectors(struct vc_disk *d, uint64_t first, const uint8_t *src,
 	const size_t ss = d->ss;
 	int r;
 
-	memcpy(tmp, src, n * ss);
-	r = transform(d, 1, -1, first, tmp, n, err);
+	/* Out of place: the caller's plaintext is never modified. */
+	r = transform_to(d, 1, -1, first, src, tmp, n, err);
 	if (r < 0)
 		return r;
 	return d->io.pwrite(d->io.opaque, tmp, n * ss, sector_pos(d, first), err);
@@ -976,12 +993,8 @@ int vc_disk_write(struct vc_disk *d, const void *buf, size_t count,
 		count -= take;
 	}
 	pthread_rwlock_unlock(&d->lock);
-	if (tmp) {
-		/* The bounce buffer held plaintext until it was encrypted in
-		 * place; the last chunk may be partly plaintext on error. */
-		vc_wipe(tmp, tmpsize);
-		free(tmp);
-	}
+	/* tmp only ever held ciphertext and zeros: no wipe needed. */
+	free(tmp);
 	return r;
 }
 
