@@ -56,5 +56,6 @@ void cli_progress_done(struct cli_progress *p);
 
 /* Subcommands. argv[0] is the subcommand name. */
 int cmd_disk(int argc, char **argv);
+int cmd_kmip(int argc, char **argv);
 
 #endif

@@ -16,6 +16,7 @@ static const struct {
 	const char *help;
 } commands[] = {
 	{ "disk", cmd_disk, "encrypted virtual disks: create, info, import, export, verify, rekey" },
+	{ "kmip", cmd_kmip, "KMIP key servers: discover-versions, create, get, locate, ..." },
 };
 
 static void usage(FILE *f)

@@ -7,5 +7,8 @@ cd "$(dirname "$0")/.."
 echo "=== XTS sector cipher and disk layer (bench/bench_xts)"
 build/bench/bench_xts "$@"
 echo
+echo "=== Native key provider: KEK derivations per second (bench/bench_native)"
+build/bench/bench_native
+echo
 echo "=== Disk paths through NBD: plaintext, vmcrypt filter, nbdkit luks, QEMU LUKS (bench/bench_nbd.py)"
 /usr/bin/python3 bench/bench_nbd.py --build build ${BENCH_NBD_MIB:+--mib "$BENCH_NBD_MIB"}

@@ -12,7 +12,7 @@ PACKAGES="
   libjansson-dev
   libcmocka-dev
   python3 python3-pytest python3-cryptography
-  nbdkit nbdkit-plugin-dev libnbd-bin python3-libnbd qemu-utils qemu-system-x86 nasm
+  nbdkit nbdkit-plugin-dev libnbd-bin python3-libnbd python3-pykmip qemu-utils qemu-system-x86 nasm
 "
 
 missing=""
