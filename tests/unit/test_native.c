@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for vc_native: the native key provider (sealing, derivation,
  * backup gate, backup and restore), plus a second reading of its file
- * formats written from docs/KEYS-native.md with OpenSSL calls of its own. */
+ * formats written from docs/KEYS.md with OpenSSL calls of its own. */
 #define _GNU_SOURCE
 #include <stdarg.h>
 #include <stddef.h>
@@ -945,7 +945,7 @@ static void test_custom_sealer(void **state)
 	free(key);
 }
 
-/* ---- Second reading of the formats (docs/KEYS-native.md) ----------- */
+/* ---- Second reading of the formats (docs/KEYS.md) ----------- */
 
 static void hkdf(const uint8_t *ikm, size_t ikmlen, const uint8_t *salt, size_t saltlen,
 		 const void *info, size_t infolen, uint8_t *out, size_t outlen)
@@ -1156,7 +1156,7 @@ static void test_no_key_bytes_at_rest(void **state)
 		vc_secret_free(k[i]);
 }
 
-/* ---- Known answer (docs/KEYS-native.md, "Worked example") ------------
+/* ---- Known answer (docs/KEYS.md, "Worked example") ------------
  * The envelope was built by an independent Python implementation of the
  * documented format (hashlib.scrypt, cryptography's AESGCM): master key
  * 00 01 .. 1f, provider 6b2f0c1e-8d4a-4f3b-9a1c-2d3e4f506172, created
