@@ -160,9 +160,12 @@ static int fsync_dir_of(const char *path, struct vc_error *err)
 	if (!dir)
 		return vc_error_set(err, -ENOMEM, "out of memory");
 	slash = strrchr(dir, '/');
-	if (!slash)
-		strcpy(dir, ".");
-	else if (slash == dir)
+	if (!slash) {
+		free(dir);
+		dir = strdup(".");
+		if (!dir)
+			return vc_error_set(err, -ENOMEM, "out of memory");
+	} else if (slash == dir)
 		dir[1] = '\0';
 	else
 		*slash = '\0';
