@@ -3,6 +3,7 @@
  * KMIP, for administrators checking a key server setup). */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <string.h>
@@ -325,6 +326,16 @@ static int run_one(struct vc_kmip_conn *c, void *arg, struct vc_error *err)
 	return a->cmd->run(a->o, c, err);
 }
 
+/* Discover Versions, printing nothing: is the server there and talking? */
+static int probe(struct vc_kmip_conn *c, void *arg, struct vc_error *err)
+{
+	int v[8][2];
+	size_t n;
+
+	(void)arg;
+	return vc_kmip_discover_versions(c, v, 8, &n, err);
+}
+
 static int kmip_health(struct kopts *o)
 {
 	struct vc_kmip_health h[VC_KMIP_CLUSTER_MAX];
@@ -344,9 +355,7 @@ static int kmip_health(struct kopts *o)
 			json_decref(a);
 			return cli_fail(&err);
 		}
-		r = vc_kmip_cluster_run(cl, run_one,
-					&(struct run_arg){ &kcmds[0], &(struct kopts){ .json = true } },
-					&err);
+		r = vc_kmip_cluster_run(cl, probe, NULL, &err);
 		vc_kmip_cluster_health(cl, h, 1);
 		vc_kmip_cluster_free(cl);
 		bad += r < 0;
@@ -462,6 +471,8 @@ int cmd_kmip(int argc, char **argv)
 		return cli_usage_error("kmip", "--ca FILE or --pin SHA256 is required");
 	if (cmd && cmd->run == k_get && o.to_fd < 0)
 		return cli_usage_error("kmip", "get needs --to-fd N: the key is never printed");
+	if (cmd && cmd->run == k_get && fcntl(o.to_fd, F_GETFD) < 0)
+		return cli_usage_error("kmip", "--to-fd %d is not an open file descriptor", o.to_fd);
 	if (cmd && cmd->run == k_register && o.key_fd < 0)
 		return cli_usage_error("kmip", "register needs --key-fd N");
 	if (vc_secmem_harden_process(&err) < 0)

@@ -115,12 +115,27 @@ static int check_key_file(struct vc_kmip_conn *c, const char *path, struct vc_er
 	struct stat st;
 
 	if (stat(path, &st) < 0)
-		return vc_error_errno(err, errno, "%s: client key %s", c->where, path);
+		return vc_error_set(err, -EINVAL, "%s: client key %s: %s", c->where, path,
+				    strerror(errno));
 	if (st.st_mode & 077)
-		return vc_error_set(err, -EPERM,
+		return vc_error_set(err, -EINVAL,
 				    "%s: client key %s is accessible by group or others (mode %03o); chmod 600 it",
 				    c->where, path, (unsigned)(st.st_mode & 0777));
 	return 0;
+}
+
+/* Configuration mistakes are found before any connection, and are not
+ * worth trying another server for (-EINVAL). */
+static int check_config(struct vc_kmip_conn *c, const struct vc_kmip_tls *tls,
+			struct vc_error *err)
+{
+	if (!tls->cert_file || !tls->key_file)
+		return vc_error_set(err, -EINVAL, "%s: a client certificate and key are required",
+				    c->where);
+	if (!tls->ca_file && !tls->pinned_sha256)
+		return vc_error_set(err, -EINVAL,
+				    "%s: a CA file or a pinned server certificate is required", c->where);
+	return check_key_file(c, tls->key_file, err);
 }
 
 static bool is_ip_literal(const char *s)
@@ -164,14 +179,6 @@ static int tls_start(struct vc_kmip_conn *c, const char *host,
 	const char *name = tls->server_name ? tls->server_name : host;
 	int r;
 
-	if (!tls->cert_file || !tls->key_file)
-		return vc_error_set(err, -EINVAL, "%s: a client certificate and key are required",
-				    c->where);
-	if (!tls->ca_file && !tls->pinned_sha256)
-		return vc_error_set(err, -EINVAL,
-				    "%s: a CA file or a pinned server certificate is required", c->where);
-	if ((r = check_key_file(c, tls->key_file, err)) < 0)
-		return r;
 	c->ctx = SSL_CTX_new(TLS_client_method());
 	if (!c->ctx)
 		return ssl_fail(c, -ENOMEM, "cannot create TLS context", err);
@@ -215,7 +222,8 @@ static int tls_start(struct vc_kmip_conn *c, const char *host,
 			return vc_error_set(err, -ETIMEDOUT, "%s: TLS handshake timed out after %d ms",
 					    c->where, c->timeout_ms);
 		}
-		if (v != X509_V_OK) {
+		/* Only a verifying handshake has a verify result to blame. */
+		if (tls->ca_file && v != X509_V_OK) {
 			ERR_clear_error();
 			return vc_error_set(err, -EPERM,
 					    "%s: TLS handshake failed: server certificate not trusted: %s",
@@ -447,7 +455,8 @@ int vc_kmip_connect(const char *host, uint16_t port, const struct vc_kmip_tls *t
 	 * which 1.1 introduced; then use the newest version both know. */
 	c->major = 1;
 	c->minor = 2;
-	if ((r = tcp_connect(c, host, port, err)) < 0 || (r = tls_start(c, host, tls, err)) < 0)
+	if ((r = check_config(c, tls, err)) < 0 || (r = tcp_connect(c, host, port, err)) < 0 ||
+	    (r = tls_start(c, host, tls, err)) < 0)
 		goto fail;
 	r = vc_kmip_discover_versions(c, versions, VC_ARRAY_SIZE(versions), &n, err);
 	if (r < 0)

@@ -142,6 +142,7 @@ static bool transport_error(int r)
 	case EPROTO:
 	case EBADMSG:
 	case EPERM: /* TLS trust failure: perhaps only this server's certificate */
+	case EPROTONOSUPPORT:
 		return true;
 	default:
 		return false;
@@ -163,12 +164,15 @@ int vc_kmip_cluster_run(struct vc_kmip_cluster *cl,
 	char errors[VC_ERROR_MSG_MAX] = "";
 	int r = -EHOSTUNREACH;
 
+	bool retried_stale = false;
+
 	pthread_mutex_lock(&cl->lock);
 	/* The server in use first, then each other server once. */
 	for (size_t tried = 0; tried < cl->n; tried++) {
 		struct server *s = &cl->servers[cl->cur];
 		struct vc_error e = { 0 };
 		double t0 = now_ms();
+		bool reused = cl->conn != NULL;
 
 		if (!cl->conn)
 			r = vc_kmip_connect(s->host, s->port, &cl->tls, &cl->conn, &e);
@@ -187,12 +191,20 @@ int vc_kmip_cluster_run(struct vc_kmip_cluster *cl,
 			pthread_mutex_unlock(&cl->lock);
 			return r;
 		}
+		vc_kmip_close(cl->conn);
+		cl->conn = NULL;
+		if (reused && !retried_stale) {
+			/* A kept connection may have gone stale (server
+			 * restarted, idle timeout): reconnect to the same
+			 * server once before counting it as down. */
+			retried_stale = true;
+			tried--;
+			continue;
+		}
 		s->h.last_failure = time(NULL);
 		snprintf(s->h.last_error, sizeof s->h.last_error, "%s", vc_error_msg(&e));
 		if (!errors[0])
 			snprintf(errors, sizeof errors, "%s", vc_error_msg(&e));
-		vc_kmip_close(cl->conn);
-		cl->conn = NULL;
 		cl->cur = (cl->cur + 1) % cl->n;
 	}
 	pthread_mutex_unlock(&cl->lock);

@@ -12,3 +12,6 @@ build/bench/bench_native
 echo
 echo "=== Disk paths through NBD: plaintext, vmcrypt filter, nbdkit luks, QEMU LUKS (bench/bench_nbd.py)"
 /usr/bin/python3 bench/bench_nbd.py --build build ${BENCH_NBD_MIB:+--mib "$BENCH_NBD_MIB"}
+echo
+echo "=== KMIP client: create+get pairs per second, vmcrypt vs PyKMIP's client (bench/bench_kmip.py)"
+/usr/bin/python3 bench/bench_kmip.py --build build
