@@ -510,3 +510,38 @@ def test_server_error_is_not_retried_on_the_next_server(vmcrypt, kmip_cluster):
     a, b = kmip_cluster
     line = Cli(vmcrypt, a.pki, a, b).fail("get", "999999", "--to-fd", 1)
     assert line.startswith(f"vmcrypt: key server {a.endpoint}: Item Not Found"), line
+
+
+def _creates_logged(server):
+    with open(server.log, errors="replace") as f:
+        return f.read().count("Processing operation: Create")
+
+
+def test_failover_mid_run_costs_no_failed_operation(vmcrypt, kmip_cluster):
+    """A long-lived client (the bench: create+get pairs on one kept
+    connection) loses its first server in the middle of the run: it moves
+    to the second within one bounded retry and no pair fails."""
+    a, b = kmip_cluster
+    cli = Cli(vmcrypt, a.pki, a, b, extra=["--timeout", "2000"])
+    before, before_b = _creates_logged(a), _creates_logged(b)
+    proc = vmcrypt.popen("kmip", "bench", "150", "--json", *cli.opts)
+    try:
+        # Wait (bounded, polling the server's own log) until the run is
+        # well under way on the first server, then kill it.
+        deadline = time.monotonic() + 30
+        while _creates_logged(a) < before + 20:
+            assert proc.poll() is None, "the bench ended before the first server was killed"
+            assert time.monotonic() < deadline, "the bench never reached the first server"
+            time.sleep(0.05)
+        a.kill()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if not a.running:
+            a.start()
+    assert proc.returncode == 0, (out, err)
+    res = json.loads(out)
+    assert res["pairs"] == 150
+    # The pairs after the kill went to the second server.
+    assert _creates_logged(b) > before_b
