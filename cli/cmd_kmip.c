@@ -19,14 +19,14 @@ struct kopts {
 	struct vc_kmip_cluster_cfg cfg;
 	const char *name;
 	int to_fd, key_fd;
-	bool json, compromised, hex;
+	bool json, compromised, hex, batched;
 	char *args[3];
 	int nargs;
 };
 
 enum {
 	O_SERVER = 256, O_CA, O_PIN, O_CERT, O_KEY, O_SNAME, O_TIMEOUT, O_NAME, O_TOFD,
-	O_KEYFD, O_JSON, O_COMPROMISED, O_HEX,
+	O_KEYFD, O_JSON, O_COMPROMISED, O_HEX, O_BATCHED,
 };
 
 static const struct option kopts_long[] = {
@@ -43,6 +43,7 @@ static const struct option kopts_long[] = {
 	{ "json", no_argument, NULL, O_JSON },
 	{ "compromised", no_argument, NULL, O_COMPROMISED },
 	{ "hex", no_argument, NULL, O_HEX },
+	{ "batched", no_argument, NULL, O_BATCHED },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -265,9 +266,13 @@ static int k_bench(struct kopts *o, struct vc_kmip_conn *c, struct vc_error *err
 		struct vc_secret *key = NULL;
 		char *uid = NULL;
 
-		r = vc_kmip_create_aes256(c, NULL, &uid, err);
-		if (r == 0)
-			r = vc_kmip_get(c, uid, &key, err);
+		if (o->batched) {
+			r = vc_kmip_create_get_aes256(c, NULL, &uid, &key, err);
+		} else {
+			r = vc_kmip_create_aes256(c, NULL, &uid, err);
+			if (r == 0)
+				r = vc_kmip_get(c, uid, &key, err);
+		}
 		vc_secret_free(key);
 		free(uid);
 	}
@@ -296,7 +301,8 @@ static const struct kcmd kcmds[] = {
 	{ "activate", 1, k_activate, "activate UID" },
 	{ "revoke", 1, k_revoke, "revoke UID [--compromised]" },
 	{ "destroy", 1, k_destroy, "destroy UID" },
-	{ "bench", 1, k_bench, "bench N                 (N create+get pairs on one connection)" },
+	{ "bench", 1, k_bench, "bench N [--batched]     (N create+get pairs on one connection;\n"
+	  "                              --batched: each pair in one batched request)" },
 };
 
 static void kmip_usage(FILE *f)
@@ -450,6 +456,9 @@ int cmd_kmip(int argc, char **argv)
 			break;
 		case O_HEX:
 			o.hex = true;
+			break;
+		case O_BATCHED:
+			o.batched = true;
 			break;
 		default:
 			return cli_usage_error("kmip", "unknown option or missing value in '%s'",

@@ -302,24 +302,17 @@ static struct vc_ttlv *request(const struct vc_kmip_conn *c, uint32_t op,
 	return root;
 }
 
-/* Send a request (consumed) and receive the response. On success *resp is
- * the response tree and *payload its ResponsePayload (may be NULL). A
- * failed result becomes an error naming the reason. */
-static int transact(struct vc_kmip_conn *c, struct vc_ttlv *req, uint32_t op,
-		    struct vc_ttlv **resp, const struct vc_ttlv **payload,
+/* Send a request (consumed) and receive and decode the response, which
+ * must be a KMIP response message. */
+static int exchange(struct vc_kmip_conn *c, struct vc_ttlv *req, struct vc_ttlv **resp,
 		    struct vc_error *err)
 {
 	uint8_t *wire = NULL, hdr[8];
 	size_t len, total;
-	const struct vc_ttlv *bi;
 	struct vc_ttlv *root = NULL;
-	uint32_t status, reason = 0;
-	const char *msg = NULL;
 	int r;
 
 	*resp = NULL;
-	if (payload)
-		*payload = NULL;
 	r = vc_ttlv_encode(req, &wire, &len, err);
 	vc_ttlv_free(req);
 	if (r < 0)
@@ -346,32 +339,65 @@ static int transact(struct vc_kmip_conn *c, struct vc_ttlv *req, uint32_t op,
 	}
 	if (r < 0)
 		return r;
-
-	if (root->tag != VC_KMIP_TAG_RESPONSE_MESSAGE ||
-	    vc_ttlv_get_structure(root, VC_KMIP_TAG_BATCH_ITEM, &bi, err) < 0 ||
-	    vc_ttlv_get_enum(bi, VC_KMIP_TAG_RESULT_STATUS, &status, err) < 0) {
+	if (root->tag != VC_KMIP_TAG_RESPONSE_MESSAGE || !vc_ttlv_find(root, VC_KMIP_TAG_BATCH_ITEM)) {
 		vc_ttlv_free(root);
 		return vc_error_set(err, -EBADMSG, "%s: response is not a KMIP response message",
 				    c->where);
 	}
+	*resp = root;
+	return 0;
+}
+
+/* The result of one batch item: 0 and its ResponsePayload (may be NULL),
+ * or the failure as an error naming the reason. Error items may lack
+ * Operation, Reason and Message (PyKMIP omits Operation). */
+static int item_result(struct vc_kmip_conn *c, const struct vc_ttlv *bi, uint32_t op,
+		       const struct vc_ttlv **payload, struct vc_error *err)
+{
+	uint32_t status, reason = 0;
+	const char *msg = NULL;
+
+	if (payload)
+		*payload = NULL;
+	if (vc_ttlv_get_enum(bi, VC_KMIP_TAG_RESULT_STATUS, &status, err) < 0)
+		return vc_error_set(err, -EBADMSG, "%s: response batch item without a result status",
+				    c->where);
 	if (status != VC_KMIP_RESULT_SUCCESS) {
-		/* Error responses may lack Operation, Reason and Message. */
 		if (vc_ttlv_get_enum(bi, VC_KMIP_TAG_RESULT_REASON, &reason, NULL) < 0)
 			reason = 0;
 		if (vc_ttlv_get_text(bi, VC_KMIP_TAG_RESULT_MESSAGE, &msg, NULL) < 0)
 			msg = NULL;
-		r = vc_error_set(err, reason == VC_KMIP_REASON_ITEM_NOT_FOUND ? -ENOENT :
-				 reason == VC_KMIP_REASON_PERMISSION_DENIED ? -EACCES : -EREMOTEIO,
-				 "%s: %s: %s", c->where,
-				 reason ? vc_kmip_reason_name(reason) :
-				 status == 1 ? "Operation Failed" : "Operation Pending/Undone",
-				 msg ? msg : vc_kmip_operation_name(op));
+		return vc_error_set(err, reason == VC_KMIP_REASON_ITEM_NOT_FOUND ? -ENOENT :
+				    reason == VC_KMIP_REASON_PERMISSION_DENIED ? -EACCES : -EREMOTEIO,
+				    "%s: %s: %s", c->where,
+				    reason ? vc_kmip_reason_name(reason) :
+				    status == 1 ? "Operation Failed" : "Operation Pending/Undone",
+				    msg ? msg : vc_kmip_operation_name(op));
+	}
+	if (payload)
+		*payload = vc_ttlv_find(bi, VC_KMIP_TAG_RESPONSE_PAYLOAD);
+	return 0;
+}
+
+/* One operation: send, receive, and the result of the first batch item.
+ * On success *resp is the response tree (caller frees) and *payload its
+ * ResponsePayload (may be NULL). */
+static int transact(struct vc_kmip_conn *c, struct vc_ttlv *req, uint32_t op,
+		    struct vc_ttlv **resp, const struct vc_ttlv **payload,
+		    struct vc_error *err)
+{
+	struct vc_ttlv *root;
+	int r = exchange(c, req, &root, err);
+
+	*resp = NULL;
+	if (r < 0)
+		return r;
+	r = item_result(c, vc_ttlv_find(root, VC_KMIP_TAG_BATCH_ITEM), op, payload, err);
+	if (r < 0) {
 		vc_ttlv_free(root);
 		return r;
 	}
 	*resp = root;
-	if (payload)
-		*payload = vc_ttlv_find(bi, VC_KMIP_TAG_RESPONSE_PAYLOAD);
 	return 0;
 }
 
@@ -584,25 +610,21 @@ static int simple(struct vc_kmip_conn *c, uint32_t op, const char *uid,
 	return transact(c, req, op, resp, out, err);
 }
 
-int vc_kmip_get(struct vc_kmip_conn *c, const char *uid, struct vc_secret **key,
-		struct vc_error *err)
+/* The key material of a Get response payload. */
+static int parse_key(struct vc_kmip_conn *c, const struct vc_ttlv *out, const char *uid,
+		     struct vc_secret **key, struct vc_error *err)
 {
-	const struct vc_ttlv *out, *sk, *kb, *kv;
+	const struct vc_ttlv *sk, *kb, *kv;
 	const uint8_t *material;
-	struct vc_ttlv *resp;
 	uint32_t fmt;
 	size_t len;
 	int r;
 
-	*key = NULL;
-	if ((r = simple(c, VC_KMIP_OP_GET, uid, &resp, &out, err)) < 0 ||
-	    (r = need_payload(c, resp, out, "Get", err)) < 0)
-		return r;
-	if (!vc_ttlv_find(out, VC_KMIP_TAG_SYMMETRIC_KEY)) {
-		vc_ttlv_free(resp);
+	if (!out)
+		return vc_error_set(err, -EBADMSG, "%s: Get response has no payload", c->where);
+	if (!vc_ttlv_find(out, VC_KMIP_TAG_SYMMETRIC_KEY))
 		return vc_error_set(err, -EINVAL, "%s: object '%s' is not a symmetric key",
 				    c->where, uid);
-	}
 	r = vc_ttlv_get_structure(out, VC_KMIP_TAG_SYMMETRIC_KEY, &sk, err);
 	if (r == 0)
 		r = vc_ttlv_get_structure(sk, VC_KMIP_TAG_KEY_BLOCK, &kb, err);
@@ -624,6 +646,75 @@ int vc_kmip_get(struct vc_kmip_conn *c, const char *uid, struct vc_secret **key,
 		r = vc_secret_from_bytes(material, len, key, err);
 	if (r < 0)
 		vc_error_prefix(err, "%s: Get '%s'", c->where, uid);
+	return r;
+}
+
+int vc_kmip_get(struct vc_kmip_conn *c, const char *uid, struct vc_secret **key,
+		struct vc_error *err)
+{
+	const struct vc_ttlv *out;
+	struct vc_ttlv *resp;
+	int r;
+
+	*key = NULL;
+	if ((r = simple(c, VC_KMIP_OP_GET, uid, &resp, &out, err)) < 0)
+		return r;
+	r = parse_key(c, out, uid, key, err);
+	vc_ttlv_free(resp);
+	return r;
+}
+
+int vc_kmip_create_get_aes256(struct vc_kmip_conn *c, const char *name, char **uid,
+			      struct vc_secret **key, struct vc_error *err)
+{
+	static const uint8_t id1 = 1, id2 = 2;
+	struct vc_ttlv *root = vc_ttlv_new_structure(VC_KMIP_TAG_REQUEST_MESSAGE);
+	struct vc_ttlv *hdr = vc_ttlv_add_structure(root, VC_KMIP_TAG_REQUEST_HEADER);
+	struct vc_ttlv *pv = vc_ttlv_add_structure(hdr, VC_KMIP_TAG_PROTOCOL_VERSION);
+	struct vc_ttlv *bi, *payload, *resp;
+	const struct vc_ttlv *item, *out;
+	const char *s;
+	int r;
+
+	*uid = NULL;
+	*key = NULL;
+	/* KMIP 1.4 section 7.2: two batch items; the Get names no object and
+	 * so uses the ID Placeholder the Create sets. */
+	vc_ttlv_add_integer(pv, VC_KMIP_TAG_PROTOCOL_VERSION_MAJOR, c->major);
+	vc_ttlv_add_integer(pv, VC_KMIP_TAG_PROTOCOL_VERSION_MINOR, c->minor);
+	vc_ttlv_add_integer(hdr, VC_KMIP_TAG_BATCH_COUNT, 2);
+	bi = vc_ttlv_add_structure(root, VC_KMIP_TAG_BATCH_ITEM);
+	vc_ttlv_add_enum(bi, VC_KMIP_TAG_OPERATION, VC_KMIP_OP_CREATE);
+	vc_ttlv_add_bytes(bi, VC_KMIP_TAG_UNIQUE_BATCH_ITEM_ID, &id1, 1);
+	payload = vc_ttlv_add_structure(bi, VC_KMIP_TAG_REQUEST_PAYLOAD);
+	vc_ttlv_add_enum(payload, VC_KMIP_TAG_OBJECT_TYPE, VC_KMIP_OBJ_SYMMETRIC_KEY);
+	add_aes_attributes(vc_ttlv_add_structure(payload, VC_KMIP_TAG_TEMPLATE_ATTRIBUTE), 256,
+			   name);
+	bi = vc_ttlv_add_structure(root, VC_KMIP_TAG_BATCH_ITEM);
+	vc_ttlv_add_enum(bi, VC_KMIP_TAG_OPERATION, VC_KMIP_OP_GET);
+	vc_ttlv_add_bytes(bi, VC_KMIP_TAG_UNIQUE_BATCH_ITEM_ID, &id2, 1);
+	vc_ttlv_add_structure(bi, VC_KMIP_TAG_REQUEST_PAYLOAD);
+	if ((r = exchange(c, root, &resp, err)) < 0)
+		return r;
+	item = vc_ttlv_find(resp, VC_KMIP_TAG_BATCH_ITEM);
+	r = item_result(c, item, VC_KMIP_OP_CREATE, &out, err);
+	if (r == 0 && (!out || vc_ttlv_get_text(out, VC_KMIP_TAG_UNIQUE_IDENTIFIER, &s, err) < 0))
+		r = vc_error_set(err, -EBADMSG, "%s: Create response has no Unique Identifier",
+				 c->where);
+	if (r == 0 && !(*uid = strdup(s)))
+		r = vc_error_set(err, -ENOMEM, "out of memory");
+	if (r == 0 && !(item = vc_ttlv_find_next(item)))
+		r = vc_error_set(err, -EBADMSG, "%s: batched Get has no response", c->where);
+	if (r == 0)
+		r = item_result(c, item, VC_KMIP_OP_GET, &out, err);
+	if (r == 0)
+		r = parse_key(c, out, *uid, key, err);
+	if (r < 0 && *uid) {
+		/* Nothing is returned on failure; the key may still exist on
+		 * the server (an orphan that locate shows). */
+		free(*uid);
+		*uid = NULL;
+	}
 	vc_ttlv_free(resp);
 	return r;
 }

@@ -45,6 +45,12 @@ VC_MUST_CHECK int vc_kmip_discover_versions(struct vc_kmip_conn *c, int (*versio
 VC_MUST_CHECK int vc_kmip_create_aes256(struct vc_kmip_conn *c, const char *name,
 					char **uid, struct vc_error *err);
 
+/* Create an AES-256 key and get its material in one round trip (a batch
+ * of Create and Get with the ID Placeholder, KMIP 1.4 section 7.2). */
+VC_MUST_CHECK int vc_kmip_create_get_aes256(struct vc_kmip_conn *c, const char *name,
+					    char **uid, struct vc_secret **key,
+					    struct vc_error *err);
+
 /* Register existing AES key bytes (16, 24 or 32) as a symmetric key. */
 VC_MUST_CHECK int vc_kmip_register_aes(struct vc_kmip_conn *c, const struct vc_secret *key,
 				       const char *name, char **uid,

@@ -545,3 +545,14 @@ def test_failover_mid_run_costs_no_failed_operation(vmcrypt, kmip_cluster):
     assert res["pairs"] == 150
     # The pairs after the kill went to the second server.
     assert _creates_logged(b) > before_b
+
+
+def test_batched_create_and_get(vmcrypt, kmip_cluster):
+    """Create and Get in one batched request (ID Placeholder) work against
+    the real server, and leave real keys behind."""
+    a, _ = kmip_cluster
+    cli = Cli(vmcrypt, a.pki, a)
+    before = _creates_logged(a)
+    res = cli.json("bench", "3", "--batched")
+    assert res["pairs"] == 3 and res["seconds"] > 0
+    assert _creates_logged(a) == before + 3
