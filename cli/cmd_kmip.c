@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <signal.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -487,6 +488,9 @@ int cmd_kmip(int argc, char **argv)
 	if (vc_secmem_harden_process(&err) < 0)
 		return cli_fail(&err);
 	vc_error_clear(&err);
+	/* A server that goes away mid-write must be an error, not a signal
+	 * that kills the process before it can try the next server. */
+	signal(SIGPIPE, SIG_IGN);
 	o.cfg.name = "kmip";
 	if (!cmd)
 		return kmip_health(&o);

@@ -33,6 +33,7 @@ struct vc_kmip_conn {
 	SSL *ssl;
 	int major, minor; /* negotiated protocol version */
 	int timeout_ms;
+	bool broken;      /* an I/O error happened: no close_notify on close */
 };
 
 /* ---- errors --------------------------------------------------------------- */
@@ -242,6 +243,7 @@ static int io_fail(struct vc_kmip_conn *c, int ret, const char *what, struct vc_
 {
 	int e = SSL_get_error(c->ssl, ret);
 
+	c->broken = true;
 	if ((e == SSL_ERROR_SYSCALL || e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) &&
 	    (errno == EAGAIN || errno == EWOULDBLOCK)) {
 		ERR_clear_error();
@@ -506,7 +508,10 @@ void vc_kmip_close(struct vc_kmip_conn *c)
 	if (!c)
 		return;
 	if (c->ssl) {
-		SSL_shutdown(c->ssl);
+		/* Writing close_notify to a dead peer would only raise SIGPIPE
+		 * or block until the timeout. */
+		if (!c->broken && SSL_is_init_finished(c->ssl))
+			SSL_shutdown(c->ssl);
 		SSL_free(c->ssl);
 	}
 	SSL_CTX_free(c->ctx);
