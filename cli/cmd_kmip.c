@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "vc_encode.h"
+#include "vc_keyprov.h"
 #include "vc_kmip_cluster.h"
 #include "vc_kmip_defs.h"
 
@@ -153,18 +154,14 @@ static int k_register(struct kopts *o, struct vc_kmip_conn *c, struct vc_error *
 	return 0;
 }
 
-static int k_get(struct kopts *o, struct vc_kmip_conn *c, struct vc_error *err)
+/* Write a key to --to-fd, raw or (--hex) as hex and a newline. */
+static int write_key(struct kopts *o, const struct vc_secret *key, struct vc_error *err)
 {
-	VC_CLEANUP_SECRET struct vc_secret *key = NULL;
 	VC_CLEANUP_SECRET struct vc_secret *hex = NULL;
-	const uint8_t *p;
-	size_t len;
-	int r = vc_kmip_get(c, o->args[0], &key, err);
+	const uint8_t *p = vc_secret_data(key);
+	size_t len = vc_secret_len(key);
+	int r;
 
-	if (r < 0)
-		return r;
-	p = vc_secret_data(key);
-	len = vc_secret_len(key);
 	if (o->hex) {
 		if ((r = vc_secret_new(2 * len + 2, &hex, err)) < 0)
 			return r;
@@ -185,6 +182,36 @@ static int k_get(struct kopts *o, struct vc_kmip_conn *c, struct vc_error *err)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+static int k_get(struct kopts *o, struct vc_kmip_conn *c, struct vc_error *err)
+{
+	VC_CLEANUP_SECRET struct vc_secret *key = NULL;
+	int r = vc_kmip_get(c, o->args[0], &key, err);
+
+	if (r < 0)
+		return r;
+	return write_key(o, key, err);
+}
+
+/* create --to-fd: the key-provider path the manager uses (Create and Get
+ * batched, then Activate), with the new KEK written to the fd. */
+static int create_with_key(struct kopts *o, struct vc_error *err)
+{
+	VC_CLEANUP_SECRET struct vc_secret *kek = NULL;
+	char id[VC_KEYPROV_ID_MAX];
+	struct vc_keyprov *p;
+	int r = vc_keyprov_new_kmip(&o->cfg, &p, err);
+
+	if (r < 0)
+		return r;
+	r = vc_keyprov_create_key(p, o->name, id, &kek, err);
+	vc_keyprov_free(p);
+	if (r == 0)
+		r = write_key(o, kek, err);
+	if (r == 0)
+		print_uid(o, id);
+	return r;
 }
 
 static int k_locate(struct kopts *o, struct vc_kmip_conn *c, struct vc_error *err)
@@ -292,7 +319,9 @@ static int k_bench(struct kopts *o, struct vc_kmip_conn *c, struct vc_error *err
 static const struct kcmd kcmds[] = {
 	{ "discover-versions", 0, k_versions, "discover-versions" },
 	{ "query", 0, k_query, "query" },
-	{ "create", 0, k_create, "create [--name NAME]     (AES-256, Encrypt|Decrypt)" },
+	{ "create", 0, k_create, "create [--name NAME] [--to-fd N [--hex]]\n"
+	  "                              (AES-256, Encrypt|Decrypt; with --to-fd: activated,\n"
+	  "                              and the key written to fd N)" },
 	{ "register", 0, k_register, "register --key-fd N [--name NAME]" },
 	{ "get", 1, k_get, "get UID --to-fd N [--hex]   (the key goes to fd N, never argv)" },
 	{ "locate", 0, k_locate, "locate [--name NAME]" },
@@ -481,7 +510,8 @@ int cmd_kmip(int argc, char **argv)
 		return cli_usage_error("kmip", "--ca FILE or --pin SHA256 is required");
 	if (cmd && cmd->run == k_get && o.to_fd < 0)
 		return cli_usage_error("kmip", "get needs --to-fd N: the key is never printed");
-	if (cmd && cmd->run == k_get && fcntl(o.to_fd, F_GETFD) < 0)
+	if (cmd && (cmd->run == k_get || (cmd->run == k_create && o.to_fd >= 0)) &&
+	    fcntl(o.to_fd, F_GETFD) < 0)
 		return cli_usage_error("kmip", "--to-fd %d is not an open file descriptor", o.to_fd);
 	if (cmd && cmd->run == k_register && o.key_fd < 0)
 		return cli_usage_error("kmip", "register needs --key-fd N");
@@ -494,6 +524,8 @@ int cmd_kmip(int argc, char **argv)
 	o.cfg.name = "kmip";
 	if (!cmd)
 		return kmip_health(&o);
+	if (cmd->run == k_create && o.to_fd >= 0)
+		return create_with_key(&o, &err) < 0 ? cli_fail(&err) : EXIT_OK;
 	if (vc_kmip_cluster_new(&o.cfg, &cl, &err) < 0)
 		return cli_fail(&err);
 	r = vc_kmip_cluster_run(cl, run_one, &(struct run_arg){ cmd, &o }, &err);

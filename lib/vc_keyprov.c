@@ -86,16 +86,19 @@ int vc_keyprov_create_key(struct vc_keyprov *p, const char *label,
 			snprintf(key_id, VC_KEYPROV_ID_MAX, "%s", id);
 		return r;
 	}
-	r = vc_kmip_cluster_create_key(p->cluster, label, &uid, err);
+	r = kek ? vc_kmip_cluster_create_get_key(p->cluster, label, &uid, kek, err)
+		: vc_kmip_cluster_create_key(p->cluster, label, &uid, err);
 	if (r < 0)
 		return r;
 	if (strlen(uid) >= VC_KEYPROV_ID_MAX) {
 		r = vc_error_set(err, -EOVERFLOW, "key provider '%s': key id longer than %d bytes",
 				 p->name, VC_KEYPROV_ID_MAX - 1);
+		if (kek) {
+			vc_secret_free(*kek);
+			*kek = NULL;
+		}
 	} else {
 		memcpy(key_id, uid, strlen(uid) + 1);
-		if (kek)
-			r = vc_kmip_cluster_get_key(p->cluster, uid, kek, err);
 	}
 	free(uid);
 	return r;

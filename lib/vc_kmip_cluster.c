@@ -215,17 +215,24 @@ int vc_kmip_cluster_run(struct vc_kmip_cluster *cl,
 struct create_arg {
 	const char *name;
 	char **uid;
+	struct vc_secret **key; /* NULL: create only */
 };
 
 static int do_create(struct vc_kmip_conn *c, void *arg, struct vc_error *err)
 {
 	struct create_arg *a = arg;
-	int r = vc_kmip_create_aes256(c, a->name, a->uid, err);
+	/* With the key wanted, Create and Get go in one batched request. */
+	int r = a->key ? vc_kmip_create_get_aes256(c, a->name, a->uid, a->key, err)
+		       : vc_kmip_create_aes256(c, a->name, a->uid, err);
 
 	/* KEKs are created active, ready to use. */
 	if (r == 0 && (r = vc_kmip_activate(c, *a->uid, err)) < 0) {
 		free(*a->uid);
 		*a->uid = NULL;
+		if (a->key) {
+			vc_secret_free(*a->key);
+			*a->key = NULL;
+		}
 	}
 	return r;
 }
@@ -233,7 +240,15 @@ static int do_create(struct vc_kmip_conn *c, void *arg, struct vc_error *err)
 int vc_kmip_cluster_create_key(struct vc_kmip_cluster *cl, const char *name, char **uid,
 			       struct vc_error *err)
 {
-	struct create_arg a = { name, uid };
+	struct create_arg a = { name, uid, NULL };
+
+	return vc_kmip_cluster_run(cl, do_create, &a, err);
+}
+
+int vc_kmip_cluster_create_get_key(struct vc_kmip_cluster *cl, const char *name, char **uid,
+				   struct vc_secret **key, struct vc_error *err)
+{
+	struct create_arg a = { name, uid, key };
 
 	return vc_kmip_cluster_run(cl, do_create, &a, err);
 }

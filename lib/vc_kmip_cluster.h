@@ -43,6 +43,10 @@ void vc_kmip_cluster_free(struct vc_kmip_cluster *cl);
  * are serialised on the one connection. */
 VC_MUST_CHECK int vc_kmip_cluster_create_key(struct vc_kmip_cluster *cl, const char *name,
 					     char **uid, struct vc_error *err);
+/* Create, get and activate in two round trips (Create+Get batched). */
+VC_MUST_CHECK int vc_kmip_cluster_create_get_key(struct vc_kmip_cluster *cl, const char *name,
+						 char **uid, struct vc_secret **key,
+						 struct vc_error *err);
 VC_MUST_CHECK int vc_kmip_cluster_get_key(struct vc_kmip_cluster *cl, const char *uid,
 					  struct vc_secret **key, struct vc_error *err);
 VC_MUST_CHECK int vc_kmip_cluster_destroy_key(struct vc_kmip_cluster *cl, const char *uid,

@@ -556,3 +556,29 @@ def test_batched_create_and_get(vmcrypt, kmip_cluster):
     res = cli.json("bench", "3", "--batched")
     assert res["pairs"] == 3 and res["seconds"] > 0
     assert _creates_logged(a) == before + 3
+
+
+def test_provider_create_returns_an_active_key(vmcrypt, kmip_cluster):
+    """`create --to-fd`: the key-provider path (Create and Get batched,
+    then Activate) returns the id on stdout and the key on the fd; PyKMIP
+    sees the same bytes and an Active key; the key is nowhere else."""
+    a, b = kmip_cluster
+    cli = Cli(vmcrypt, a.pki, a, b)
+    name = unique_name("provider")
+    rfd, wfd = os.pipe()
+    try:
+        try:
+            r = cli.ok("create", "--name", name, "--to-fd", wfd, "--json", pass_fds=(wfd,))
+        finally:
+            os.close(wfd)
+        key = read_all(rfd)
+    finally:
+        os.close(rfd)
+    uid = json.loads(r.stdout)["uid"]
+    assert len(key) == 32
+    assert key not in r.stdout and key.hex().encode() not in r.stdout.lower()
+    with b.client() as py:
+        assert py.get_key(uid) == key
+        assert py.locate(name) == [uid]
+        assert STATE.get(py.state(uid), py.state(uid)) in ("ACTIVE", 2), py.state(uid)
+    assert cli.get(uid) == key
