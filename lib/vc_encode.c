@@ -69,6 +69,17 @@ void vc_base64_encode(const void *in, size_t len, char *out)
 		EVP_EncodeBlock((unsigned char *)out, in, (int)len);
 }
 
+static unsigned b64_value(char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return (unsigned)(c - 'A');
+	if (c >= 'a' && c <= 'z')
+		return (unsigned)(c - 'a' + 26);
+	if (c >= '0' && c <= '9')
+		return (unsigned)(c - '0' + 52);
+	return c == '+' ? 62u : 63u;
+}
+
 int vc_base64_decode(const char *in, size_t inlen, void *out, size_t outcap,
 		     size_t *outlen)
 {
@@ -98,6 +109,10 @@ int vc_base64_decode(const char *in, size_t inlen, void *out, size_t outcap,
 		pad++;
 	if (in[inlen - 2] == '=')
 		pad++;
+	/* One spelling per value: the bits the padding leaves unused in the
+	 * last digit must be zero (RFC 4648 section 3.5). */
+	if (pad && (b64_value(in[inlen - 1 - pad]) & (pad == 1 ? 0x3u : 0xfu)))
+		return -EINVAL;
 	if (inlen / 4 * 3 - pad > outcap)
 		return -ENOSPC;
 	tmp = malloc(inlen / 4 * 3 + 1);

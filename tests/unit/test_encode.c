@@ -355,6 +355,25 @@ static void test_base64_nospc(void **state)
 	assert_int_equal(out[5], 0xa5);
 }
 
+/* RFC 4648 section 3.5: the unused bits before padding must be zero, so
+ * each value has one spelling. */
+static void test_base64_canonical(void **state)
+{
+	static const char *const bad[] = { "Zh==", "Zm9=", "Zn==", "Zm8/Zh==" };
+	uint8_t out[8];
+	size_t n;
+
+	(void)state;
+	assert_int_equal(vc_base64_decode("Zg==", 4, out, sizeof out, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(out[0], 'f');
+	assert_int_equal(vc_base64_decode("Zm8=", 4, out, sizeof out, &n), 0);
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		assert_int_equal(vc_base64_decode(bad[i], strlen(bad[i]), out, sizeof out, &n),
+				 -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -372,6 +391,7 @@ int main(void)
 		cmocka_unit_test(test_base64_round_trip),
 		cmocka_unit_test(test_base64_bad_input),
 		cmocka_unit_test(test_base64_nospc),
+		cmocka_unit_test(test_base64_canonical),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
