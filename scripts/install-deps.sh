@@ -9,7 +9,7 @@ PACKAGES="
   build-essential pkg-config meson ninja-build
   gcc clang libclang-rt-14-dev
   libssl-dev openssl
-  libjansson-dev
+  libjansson-dev libsqlite3-dev
   libcmocka-dev
   python3 python3-pytest python3-cryptography
   nbdkit nbdkit-plugin-dev libnbd-bin python3-libnbd python3-pykmip qemu-utils qemu-system-x86 nasm
