@@ -144,7 +144,8 @@ static void test_edit_each_field(void **state)
 			free(lg);
 
 			lg = build_log(NULL, 0);
-			strcat(lg->str[k][f], "x");
+			snprintf(lg->str[k][f] + strlen(lg->str[k][f]),
+				 sizeof lg->str[k][f] - strlen(lg->str[k][f]), "x");
 			expect_bad(lg, NULL, 0, k, want);
 			free(lg);
 		}
@@ -235,7 +236,7 @@ static void test_replaced_event_breaks_link(void **state)
 	char want[200];
 
 	(void)state;
-	strcpy(lg->str[17][5], "failure");
+	snprintf(lg->str[17][5], sizeof lg->str[17][5], "failure");
 	assert_int_equal(vc_event_seal(&lg->ev[17], lg->ev[16].hash, NULL, 0, &err), 0);
 	snprintf(want, sizeof want,
 		 "event %d: does not chain to event %d (deleted or reordered?)",
@@ -331,7 +332,7 @@ static void test_keyed(void **state)
 
 	/* An attacker without the key edits event k and re-chains every
 	 * later event with plain SHA-256: the key still names event k. */
-	strcpy(lg->str[25][1], "nothing.happened");
+	snprintf(lg->str[25][1], sizeof lg->str[25][1], "nothing.happened");
 	seal_from(lg, 25, NULL, 0);
 	snprintf(want, sizeof want,
 		 "event %d: hash does not match its contents (edited?)", SEQ0 + 25);
@@ -341,7 +342,7 @@ static void test_keyed(void **state)
 	/* The same rewrite of an unkeyed log goes unnoticed, which is why the
 	 * key exists. */
 	lg = build_log(NULL, 0);
-	strcpy(lg->str[25][1], "nothing.happened");
+	snprintf(lg->str[25][1], sizeof lg->str[25][1], "nothing.happened");
 	seal_from(lg, 25, NULL, 0);
 	assert_int_equal(verify(lg, NULL, 0, &bad, &err), 0);
 	free(lg);
