@@ -321,11 +321,6 @@ static void close_disk(struct disk_file *df, struct vc_disk *d)
 	df->fd = -1;
 }
 
-static bool is_zero(const uint8_t *p, size_t len)
-{
-	return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
-}
-
 /* Create path exclusively and format it; the caller removes it on a later
  * failure. */
 static int create_disk(struct opts *o, const char *path, uint64_t vsize,
@@ -556,11 +551,11 @@ static int each_data_run(const uint8_t *buf, size_t len, size_t ss, run_fn fn,
 	while (i < len) {
 		size_t j;
 
-		if (is_zero(buf + i, ss)) {
+		if (vc_is_zero(buf + i, ss)) {
 			i += ss;
 			continue;
 		}
-		for (j = i + ss; j < len && !is_zero(buf + j, ss); j += ss)
+		for (j = i + ss; j < len && !vc_is_zero(buf + j, ss); j += ss)
 			;
 		int r = fn(ctx, buf + i, j - i, i, err);
 

@@ -3,9 +3,11 @@
 #ifndef VC_COMMON_H
 #define VC_COMMON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #define VC_MUST_CHECK __attribute__((warn_unused_result))
@@ -23,6 +25,14 @@ static inline void vc_closep(int *fd)
 /* Free a heap pointer or close an fd when the variable leaves scope. */
 #define VC_CLEANUP_FREE __attribute__((cleanup(vc_freep)))
 #define VC_CLEANUP_CLOSE __attribute__((cleanup(vc_closep)))
+
+/* True when len bytes at p are all zero (a hole, in the disk format). */
+static inline bool vc_is_zero(const void *p, size_t len)
+{
+	const uint8_t *b = p;
+
+	return len == 0 || (b[0] == 0 && memcmp(b, b + 1, len - 1) == 0);
+}
 
 /* Little-endian load/store for on-disk fields (the formats are LE). */
 static inline void vc_put_le16(uint8_t *p, uint16_t v)

@@ -113,10 +113,13 @@ struct vc_disk {
 
 /* ---- header encoding ---------------------------------------------------- */
 
-static void put_str(uint8_t *p, size_t cap, const char *s)
+/* A NUL-padded name field (names are not secrets). */
+static void put_name(char *dst, size_t cap, const char *src)
 {
-	memset(p, 0, cap);
-	memcpy(p, s, strlen(s));
+	size_t n = strlen(src);
+
+	memcpy(dst, src, n);
+	memset(dst + n, 0, cap - n);
 }
 
 static void hdr_encode_body(const struct hdr *h, int copy, uint8_t *b)
@@ -148,8 +151,8 @@ static void hdr_encode_body(const struct hdr *h, int copy, uint8_t *b)
 		vc_put_le32(p + SL_STATE, s->state);
 		vc_put_le32(p + SL_KEYLEN, VC_XTS_KEY_LEN);
 		vc_put_le64(p + SL_GENERATION, s->generation);
-		put_str(p + SL_PROVIDER, VC_DISK_PROVIDER_MAX + 1, s->provider);
-		put_str(p + SL_KEY_ID, VC_DISK_KEY_ID_MAX + 1, s->key_id);
+		put_name((char *)(p + SL_PROVIDER), VC_DISK_PROVIDER_MAX + 1, s->provider);
+		put_name((char *)(p + SL_KEY_ID), VC_DISK_KEY_ID_MAX + 1, s->key_id);
 		memcpy(p + SL_WRAPPED, s->wrapped, WRAPPED_LEN);
 	}
 }
@@ -187,13 +190,6 @@ static int get_str(const uint8_t *p, size_t cap, char *out)
 			return -1;
 	memcpy(out, p, n + 1);
 	return 0;
-}
-
-static bool all_zero(const void *p, size_t len)
-{
-	const uint8_t *b = p;
-
-	return len == 0 || (b[0] == 0 && memcmp(b, b + 1, len - 1) == 0);
 }
 
 /* Checks that need no key. On failure writes a reason into why. The
@@ -254,7 +250,7 @@ static int hdr_decode(const uint8_t *b, int copy, struct hdr *h, char *why,
 	if (h->flags & ~FLAGS_KNOWN)
 		BAD("unknown flags 0x%x", h->flags);
 	if (vc_get_le32(b + OFF_RESERVED0) != 0 ||
-	    !all_zero(b + OFF_RESERVED, OFF_MAC - OFF_RESERVED))
+	    !vc_is_zero(b + OFF_RESERVED, OFF_MAC - OFF_RESERVED))
 		BAD("reserved bytes are not zero");
 
 	for (int i = 0; i < 2; i++) {
@@ -263,7 +259,7 @@ static int hdr_decode(const uint8_t *b, int copy, struct hdr *h, char *why,
 
 		s->state = vc_get_le32(p + SL_STATE);
 		if (s->state == 0) {
-			if (!all_zero(p, SLOT_SIZE))
+			if (!vc_is_zero(p, SLOT_SIZE))
 				BAD("empty key slot %d is not zero", i);
 			continue;
 		}
@@ -276,7 +272,7 @@ static int hdr_decode(const uint8_t *b, int copy, struct hdr *h, char *why,
 		    get_str(p + SL_KEY_ID, VC_DISK_KEY_ID_MAX + 1, s->key_id) < 0)
 			BAD("key slot %d: bad provider or key id", i);
 		memcpy(s->wrapped, p + SL_WRAPPED, WRAPPED_LEN);
-		if (!all_zero(p + SL_END, SLOT_SIZE - SL_END))
+		if (!vc_is_zero(p + SL_END, SLOT_SIZE - SL_END))
 			BAD("key slot %d: padding is not zero", i);
 	}
 	if (!h->slot[0].state)
@@ -296,7 +292,7 @@ static int hdr_decode(const uint8_t *b, int copy, struct hdr *h, char *why,
 		    h->jcount == 0 || h->jcount > h->jsize / h->ss ||
 		    h->jcount > h->vsize / h->ss - h->jstart)
 			BAD("inconsistent rekey journal fields");
-	} else if (h->jstart || h->jcount || !all_zero(h->jsha, sizeof h->jsha)) {
+	} else if (h->jstart || h->jcount || !vc_is_zero(h->jsha, sizeof h->jsha)) {
 		BAD("journal fields set without a journal");
 	}
 #undef BAD
@@ -427,14 +423,6 @@ static int wrap_slot(struct hdr *h, int i, const struct vc_secret *kek,
 	return vc_wrap_key(kek, &b, dek, h->slot[i].wrapped, WRAPPED_LEN, &len, err);
 }
 
-static void put_name(char *dst, size_t cap, const char *src)
-{
-	size_t n = strlen(src);
-
-	memcpy(dst, src, n);
-	memset(dst + n, 0, cap - n);
-}
-
 static int set_slot_names(struct slot *s, const char *provider,
 			  const char *key_id, struct vc_error *err)
 {
@@ -444,7 +432,6 @@ static int set_slot_names(struct slot *s, const char *provider,
 	if (!key_id || !*key_id || strlen(key_id) > VC_DISK_KEY_ID_MAX)
 		return vc_error_set(err, -EINVAL, "key id must be 1 to %d bytes",
 				    VC_DISK_KEY_ID_MAX);
-	/* NUL-padded names (they are not secrets). */
 	put_name(s->provider, sizeof s->provider, provider);
 	put_name(s->key_id, sizeof s->key_id, key_id);
 	return 0;
@@ -781,7 +768,7 @@ static int transform_to(struct vc_disk *d, int enc, int force_slot, uint64_t fir
 		uint64_t j;
 		int slot;
 
-		if (all_zero(in + i * ss, ss)) {
+		if (vc_is_zero(in + i * ss, ss)) {
 			if (out != in)
 				memset(out + i * ss, 0, ss);
 			i++;
@@ -790,7 +777,7 @@ static int transform_to(struct vc_disk *d, int enc, int force_slot, uint64_t fir
 		slot = force_slot >= 0 ? force_slot : slot_for(d, first + i);
 		for (j = i + 1; j < n; j++) {
 			if ((force_slot < 0 && slot_for(d, first + j) != slot) ||
-			    all_zero(in + j * ss, ss))
+			    vc_is_zero(in + j * ss, ss))
 				break;
 		}
 		int r = enc ? vc_xts_encrypt(d->xts[slot], first + i, ss, in + i * ss,
@@ -1101,7 +1088,7 @@ int vc_disk_sector_is_hole(struct vc_disk *d, uint64_t sector, bool *hole,
 		return vc_error_set(err, -ENOMEM, "out of memory");
 	r = d->io.pread(d->io.opaque, b, d->ss, sector_pos(d, sector), err);
 	if (r == 0)
-		*hole = all_zero(b, d->ss);
+		*hole = vc_is_zero(b, d->ss);
 	free(b);
 	return r;
 }
@@ -1216,12 +1203,12 @@ static int reencrypt_in_place(struct vc_disk *d, uint64_t first, uint8_t *buf,
 	while (i < n) {
 		uint64_t j, last = i; /* last: the run's last data sector */
 
-		if (all_zero(buf + i * ss, ss)) {
+		if (vc_is_zero(buf + i * ss, ss)) {
 			i++;
 			continue;
 		}
 		for (j = i + 1; j < n && (j - last) * ss <= HOLE_SKIP_MIN; j++)
-			if (!all_zero(buf + j * ss, ss))
+			if (!vc_is_zero(buf + j * ss, ss))
 				last = j;
 		r = d->io.pwrite(d->io.opaque, buf + i * ss, (last + 1 - i) * ss,
 				 sector_pos(d, first + i), err);
@@ -1379,7 +1366,7 @@ int vc_disk_rekey_deep_step(struct vc_disk *d, bool *done, struct vc_error *err)
 	r = n ? d->io.pread(d->io.opaque, buf, len, sector_pos(d, first), err) : 0;
 	/* Holes need no re-encryption: skip runs of empty chunks (up to
 	 * ZERO_SKIP_MAX of them) with one header update. */
-	for (int k = 0; r == 0 && n && all_zero(buf, len) && k < ZERO_SKIP_MAX &&
+	for (int k = 0; r == 0 && n && vc_is_zero(buf, len) && k < ZERO_SKIP_MAX &&
 			first + n < d->nsectors; k++) {
 		first += n;
 		if (n > d->nsectors - first)
@@ -1387,7 +1374,7 @@ int vc_disk_rekey_deep_step(struct vc_disk *d, bool *done, struct vc_error *err)
 		len = n * d->ss;
 		r = d->io.pread(d->io.opaque, buf, len, sector_pos(d, first), err);
 	}
-	if (r == 0 && n && !all_zero(buf, len)) {
+	if (r == 0 && n && !vc_is_zero(buf, len)) {
 		/* 1. Journal the old ciphertext; 2. point the header at it;
 		 * 3. rewrite in place; 4. advance. A crash before 2 leaves the
 		 * chunk untouched; after 2, open redoes it from the journal. */
