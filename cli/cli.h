@@ -22,6 +22,11 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 /* Print the message of err and return EXIT_FAIL. */
 int cli_fail(const struct vc_error *err);
 
+/* Write all len bytes to fd (retrying short writes and EINTR); name is
+ * for the error message. */
+int cli_write_all(int fd, const void *buf, size_t len, const char *name,
+		  struct vc_error *err);
+
 /* "1G", "512M", "4096", "2KiB", ... (powers of 1024). -EINVAL or
  * -ERANGE on bad input. */
 int cli_parse_size(const char *s, uint64_t *out);

@@ -46,6 +46,25 @@ int cli_fail(const struct vc_error *err)
 	return EXIT_FAIL;
 }
 
+int cli_write_all(int fd, const void *buf, size_t len, const char *name,
+		  struct vc_error *err)
+{
+	const uint8_t *p = buf;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return vc_error_errno(err, errno, "%s: write failed", name);
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 int cli_parse_size(const char *s, uint64_t *out)
 {
 	static const struct {

@@ -684,23 +684,6 @@ fail_early:
 
 /* ---- export ----------------------------------------------------------------- */
 
-static int write_all(int fd, const uint8_t *buf, size_t len, const char *name,
-		     struct vc_error *err)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, buf, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return vc_error_errno(err, errno, "%s: write failed", name);
-		}
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 struct file_run {
 	int fd;
 	uint64_t offset;
@@ -762,7 +745,7 @@ static int do_export(struct opts *o)
 		if (vc_disk_read(d, buf, n, done, &err) < 0)
 			goto fail;
 		if (to_stdout) {
-			if (write_all(out, buf, n, "stdout", &err) < 0)
+			if (cli_write_all(out, buf, n, "stdout", &err) < 0)
 				goto fail;
 		} else if (each_data_run(buf, n, vc_disk_sector_size(d), file_run_write,
 					 &(struct file_run){ out, done, dst }, &err) < 0) {

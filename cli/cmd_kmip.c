@@ -170,18 +170,10 @@ static int write_key(struct kopts *o, const struct vc_secret *key, struct vc_err
 		p = vc_secret_data(hex);
 		len = 2 * len + 1;
 	}
-	while (len > 0) {
-		ssize_t n = write(o->to_fd, p, len);
+	char what[32];
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return vc_error_errno(err, errno, "--to-fd %d: cannot write the key", o->to_fd);
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	snprintf(what, sizeof what, "--to-fd %d", o->to_fd);
+	return cli_write_all(o->to_fd, p, len, what, err);
 }
 
 static int k_get(struct kopts *o, struct vc_kmip_conn *c, struct vc_error *err)
