@@ -75,7 +75,7 @@ VC_MUST_CHECK int vc_store_new(const struct vc_store_ops *ops, void *impl,
 			       struct vc_store **out, struct vc_error *err);
 
 /* The schema version this program writes. */
-#define VC_STORE_SCHEMA_VERSION 2
+#define VC_STORE_SCHEMA_VERSION 3
 
 /*
  * Open (creating with mode 0600 if missing) the SQLite store at path: WAL
@@ -110,6 +110,7 @@ struct vc_store_user {
 	const char *password_hash;   /* a vc_passwd_hash() string */
 	int64_t created;
 	bool disabled;
+	bool must_change;            /* a one-time password: change it first */
 	char *mem;
 };
 typedef int (*vc_store_user_fn)(const struct vc_store_user *u, void *ctx);
@@ -124,7 +125,16 @@ VC_MUST_CHECK int vc_store_user_set_password(struct vc_store *st, const char *na
 					     struct vc_error *err);
 VC_MUST_CHECK int vc_store_user_set_disabled(struct vc_store *st, const char *name,
 					     bool disabled, struct vc_error *err);
-/* Also deletes the user's sessions. */
+VC_MUST_CHECK int vc_store_user_set_must_change(struct vc_store *st, const char *name,
+						bool must_change, struct vc_error *err);
+/* Groups of a user, ordered by name; -EEXIST if already a member. */
+typedef int (*vc_store_group_fn)(const char *group, void *ctx);
+VC_MUST_CHECK int vc_store_user_groups(struct vc_store *st, const char *name,
+				       vc_store_group_fn cb, void *ctx,
+				       struct vc_error *err);
+VC_MUST_CHECK int vc_store_user_group_add(struct vc_store *st, const char *name,
+					  const char *group, struct vc_error *err);
+/* Also deletes the user's sessions (and group memberships). */
 VC_MUST_CHECK int vc_store_user_delete(struct vc_store *st, const char *name,
 				       struct vc_error *err);
 
@@ -147,6 +157,9 @@ VC_MUST_CHECK int vc_store_session_find(struct vc_store *st,
 VC_MUST_CHECK int vc_store_session_delete(struct vc_store *st,
 					  const uint8_t token_hash[VC_STORE_TOKEN_HASH_LEN],
 					  struct vc_error *err);
+/* End every session of a user (password reset). */
+VC_MUST_CHECK int vc_store_session_delete_user(struct vc_store *st, const char *name,
+					       struct vc_error *err);
 /* Delete sessions with expires <= now; *purged (may be NULL) = count. */
 VC_MUST_CHECK int vc_store_session_purge(struct vc_store *st, int64_t now,
 					 int64_t *purged, struct vc_error *err);

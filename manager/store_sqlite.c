@@ -95,6 +95,14 @@ static const char *const migrations[] = {
 	"CREATE INDEX events_time ON events(time_us);"
 	"CREATE INDEX events_user ON events(user_name);"
 	"CREATE INDEX events_object ON events(object);",
+	/* 2 -> 3: one-time passwords that must be changed, and group
+	 * membership of local users. */
+	"ALTER TABLE users ADD COLUMN must_change INTEGER NOT NULL DEFAULT 0"
+	"  CHECK (must_change IN (0, 1));"
+	"CREATE TABLE user_groups ("
+	"  user_name TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,"
+	"  group_name TEXT NOT NULL CHECK (length(group_name) > 0),"
+	"  PRIMARY KEY (user_name, group_name));",
 };
 _Static_assert(VC_ARRAY_SIZE(migrations) == VC_STORE_SCHEMA_VERSION,
 	       "one migration per schema version");
@@ -672,7 +680,7 @@ static int bad_cols(int n, int want)
 }
 
 /* ---- users ---- */
-#define USER_COLS "name, password_hash, created, disabled"
+#define USER_COLS "name, password_hash, created, disabled, must_change"
 
 static void user_from(const struct vc_store_val *c, struct vc_store_user *u)
 {
@@ -680,6 +688,7 @@ static void user_from(const struct vc_store_val *c, struct vc_store_user *u)
 	u->password_hash = cs(&c[1]);
 	u->created = ci(&c[2]);
 	u->disabled = ci(&c[3]) != 0;
+	u->must_change = ci(&c[4]) != 0;
 }
 
 static int user_row(const struct vc_store_val *c, int n, void *ctx)
@@ -687,7 +696,7 @@ static int user_row(const struct vc_store_val *c, int n, void *ctx)
 	struct adapt *a = ctx;
 	struct vc_store_user u = { 0 };
 
-	if (bad_cols(n, 4))
+	if (bad_cols(n, 5))
 		return -EBADMSG;
 	user_from(c, &u);
 	return a->fn.user(&u, a->ctx);
@@ -697,13 +706,13 @@ int vc_store_user_add(struct vc_store *st, const struct vc_store_user *u,
 		      struct vc_error *err)
 {
 	struct vc_store_val p[] = { T(u->name), T(u->password_hash), I(u->created),
-				    I(u->disabled) };
+				    I(u->disabled), I(u->must_change) };
 	int ret;
 
 	if (!u->name || !u->password_hash)
 		return vc_error_set(err, -EINVAL, "user: name and password hash are required");
-	ret = write1(st, "INSERT INTO users (" USER_COLS ") VALUES (?1, ?2, ?3, ?4)",
-		     p, 4, NULL, err);
+	ret = write1(st, "INSERT INTO users (" USER_COLS ") VALUES (?1, ?2, ?3, ?4, ?5)",
+		     p, 5, NULL, err);
 	if (ret == -EEXIST)
 		return vc_error_set(err, ret, "user '%s' already exists", u->name);
 	return ret;
@@ -717,7 +726,7 @@ int vc_store_user_get(struct vc_store *st, const char *name, struct vc_store_use
 	int ret;
 
 	memset(out, 0, sizeof(*out));
-	ret = get_one(st, "SELECT " USER_COLS " FROM users WHERE name = ?1", p, 1, 4, &o,
+	ret = get_one(st, "SELECT " USER_COLS " FROM users WHERE name = ?1", p, 1, 5, &o,
 		      "user", name, err);
 	if (ret < 0)
 		return ret;
@@ -764,6 +773,64 @@ int vc_store_user_set_password(struct vc_store *st, const char *name,
 		return vc_error_set(err, -EINVAL, "user: password hash is required");
 	ret = write1(st, "UPDATE users SET password_hash = ?2 WHERE name = ?1", p, 2, &ch, err);
 	return changed_one(ret, ch, "user", name, err);
+}
+
+int vc_store_user_set_must_change(struct vc_store *st, const char *name,
+				  bool must_change, struct vc_error *err)
+{
+	struct vc_store_val p[] = { T(name), I(must_change) };
+	int64_t ch = 0;
+	int ret = write1(st, "UPDATE users SET must_change = ?2 WHERE name = ?1", p, 2,
+			 &ch, err);
+
+	return changed_one(ret, ch, "user", name, err);
+}
+
+struct group_adapt {
+	vc_store_group_fn fn;
+	void *ctx;
+};
+
+static int group_row(const struct vc_store_val *c, int n, void *ctx)
+{
+	struct group_adapt *a = ctx;
+
+	if (bad_cols(n, 1))
+		return -EBADMSG;
+	return a->fn(cs(&c[0]), a->ctx);
+}
+
+int vc_store_user_groups(struct vc_store *st, const char *name, vc_store_group_fn cb,
+			 void *ctx, struct vc_error *err)
+{
+	struct vc_store_val p[] = { T(name) };
+	struct group_adapt a = { cb, ctx };
+
+	return run(st, "SELECT group_name FROM user_groups WHERE user_name = ?1 "
+		   "ORDER BY group_name", p, 1, group_row, &a, NULL, err);
+}
+
+int vc_store_user_group_add(struct vc_store *st, const char *name, const char *group,
+			    struct vc_error *err)
+{
+	struct vc_store_val p[] = { T(name), T(group) };
+	int ret = write1(st, "INSERT INTO user_groups (user_name, group_name) "
+			 "VALUES (?1, ?2)", p, 2, NULL, err);
+
+	if (ret == -EEXIST)
+		return vc_error_set(err, ret, "user '%s' is already in group '%s'", name,
+				    group);
+	if (ret == -EINVAL)
+		return vc_error_set(err, ret, "no user '%s' (or an empty group name)", name);
+	return ret;
+}
+
+int vc_store_session_delete_user(struct vc_store *st, const char *name,
+				 struct vc_error *err)
+{
+	struct vc_store_val p[] = { T(name) };
+
+	return write1(st, "DELETE FROM sessions WHERE user_name = ?1", p, 1, NULL, err);
 }
 
 int vc_store_user_set_disabled(struct vc_store *st, const char *name, bool disabled,

@@ -9,8 +9,8 @@ PACKAGES="
   build-essential pkg-config meson ninja-build
   gcc clang libclang-rt-14-dev
   libssl-dev openssl
-  libjansson-dev libsqlite3-dev
-  libcmocka-dev
+  libjansson-dev libsqlite3-dev libevent-dev libcurl4-openssl-dev
+  libcmocka-dev wrk
   python3 python3-pytest python3-cryptography
   nbdkit nbdkit-plugin-dev libnbd-bin python3-libnbd python3-pykmip qemu-utils qemu-system-x86 nasm
 "

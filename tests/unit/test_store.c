@@ -157,6 +157,12 @@ static int user_cb(const struct vc_store_user *u, void *ctx)
 	return 0;
 }
 
+static int group_cb(const char *g, void *ctx)
+{
+	add_name(ctx, g);
+	return 0;
+}
+
 static int role_cb(const struct vc_store_role *r, void *ctx)
 {
 	add_name(ctx, r->name);
@@ -303,7 +309,26 @@ static void test_users(void **state)
 	expect_err(vc_store_user_set_password(f->st, "carol", "h", &err), &err, -ENOENT,
 		   "carol");
 
+	OK(vc_store_user_set_must_change(f->st, "bob", true, &e_));
+	assert_int_equal(vc_store_user_get(f->st, "bob", &got, &err), 0);
+	assert_true(got.must_change);
+	free(got.mem);
+	expect_err(vc_store_user_set_must_change(f->st, "carol", true, &err), &err, -ENOENT,
+		   "carol");
+
+	OK(vc_store_user_group_add(f->st, "alice", "ops", &e_));
+	OK(vc_store_user_group_add(f->st, "alice", "crypto", &e_));
+	expect_err(vc_store_user_group_add(f->st, "alice", "ops", &err), &err, -EEXIST, "ops");
+	expect_err(vc_store_user_group_add(f->st, "carol", "ops", &err), &err, -EINVAL, "carol");
+	OK(vc_store_user_groups(f->st, "alice", group_cb, &ns, &e_));
+	assert_int_equal(ns.n, 4);
+	assert_string_equal(ns.v[2], "crypto");
+	assert_string_equal(ns.v[3], "ops");
+
 	OK(vc_store_user_delete(f->st, "alice", &e_));
+	ns.n = 0;
+	OK(vc_store_user_groups(f->st, "alice", group_cb, &ns, &e_));
+	assert_int_equal(ns.n, 0);
 	expect_err(vc_store_user_get(f->st, "alice", &got, &err), &err, -ENOENT, "alice");
 	assert_null(got.mem);
 	expect_err(vc_store_user_delete(f->st, "alice", &err), &err, -ENOENT, NULL);
@@ -349,6 +374,13 @@ static void test_sessions(void **state)
 
 	OK(vc_store_session_delete(f->st, s2.token_hash, &e_));
 	expect_err(vc_store_session_delete(f->st, s2.token_hash, &err), &err, -ENOENT, NULL);
+
+	/* A password reset ends every session of the user. */
+	OK(vc_store_session_add(f->st, &s1, &e_));
+	OK(vc_store_session_add(f->st, &s2, &e_));
+	OK(vc_store_session_delete_user(f->st, "alice", &e_));
+	expect_err(vc_store_session_find(f->st, s2.token_hash, 0, &got, &err), &err,
+		   -ENOENT, NULL);
 
 	/* Deleting a user ends their sessions. */
 	OK(vc_store_session_add(f->st, &s1, &e_));
@@ -797,22 +829,26 @@ static void test_migrate_from_v1(void **state)
 	assert_int_equal(vc_store_open_sqlite_at(f->path, 1, &f->st, &err), 0);
 	assert_int_equal(vc_store_schema_version(f->st, &v, &err), 0);
 	assert_int_equal(v, 1);
-	OK(vc_store_user_add(f->st, &(struct vc_store_user){ .name = "old",
-			     .password_hash = "h" }, &e_));
 	vc_store_close(f->st);
 	f->st = NULL;
+	/* A row as version 1 wrote it (no must_change column yet). */
+	raw_exec(f->path, "INSERT INTO users (name, password_hash, created, disabled) "
+			  "VALUES ('old', 'h', 5, 0);");
 	assert_int_equal(raw_int(f->path, idx), 0);
 
 	open_ok(f);
 	assert_int_equal(vc_store_schema_version(f->st, &v, &err), 0);
-	assert_int_equal(v, 2);
+	assert_int_equal(v, VC_STORE_SCHEMA_VERSION);
 	assert_int_equal(raw_int(f->path, idx), 1);
 	assert_int_equal(vc_store_user_get(f->st, "old", &got, &err), 0);
+	assert_int_equal(got.created, 5);
+	assert_false(got.must_change);
 	free(got.mem);
 	{
 		struct vc_store *st2 = NULL;
 
-		expect_err(vc_store_open_sqlite_at(f->path, 3, &st2, &err), &err, -EINVAL, NULL);
+		expect_err(vc_store_open_sqlite_at(f->path, VC_STORE_SCHEMA_VERSION + 1, &st2,
+						   &err), &err, -EINVAL, NULL);
 		assert_null(st2);
 	}
 }
