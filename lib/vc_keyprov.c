@@ -131,6 +131,21 @@ int vc_keyprov_destroy_key(struct vc_keyprov *p, const char *key_id, struct vc_e
 	return vc_kmip_cluster_destroy_key(p->cluster, key_id, err);
 }
 
+int vc_keyprov_probe(struct vc_keyprov *p, size_t i, struct vc_error *err)
+{
+	struct vc_native_info in;
+
+	if (!p->native)
+		return vc_kmip_cluster_probe(p->cluster, i, err);
+	if (i != 0)
+		return vc_error_set(err, -EINVAL, "key provider '%s' has one entry", p->name);
+	vc_native_info(p->native, &in);
+	if (!in.backup_taken && !in.allow_no_backup)
+		return vc_error_set(err, -EPERM, "key provider '%s': no backup has been taken: "
+				    "keys are not handed out until one is", p->name);
+	return 0;
+}
+
 size_t vc_keyprov_health(struct vc_keyprov *p, struct vc_kmip_health *out, size_t max)
 {
 	struct vc_native_info in;

@@ -44,6 +44,10 @@ VC_MUST_CHECK int vc_keyprov_destroy_key(struct vc_keyprov *p, const char *key_i
  * whose last_error says whether a backup is missing. */
 size_t vc_keyprov_health(struct vc_keyprov *p, struct vc_kmip_health *out, size_t max);
 
+/* Check entry i of the health list now: KMIP connects to server i
+ * (vc_kmip_cluster_probe); native checks that keys can be handed out. */
+VC_MUST_CHECK int vc_keyprov_probe(struct vc_keyprov *p, size_t i, struct vc_error *err);
+
 /* The native provider underneath (backup and restore), or NULL. */
 struct vc_native *vc_keyprov_native(struct vc_keyprov *p);
 

@@ -290,6 +290,46 @@ int vc_kmip_cluster_destroy_key(struct vc_kmip_cluster *cl, const char *uid,
 	return vc_kmip_cluster_run(cl, do_destroy, (void *)(uintptr_t)uid, err);
 }
 
+int vc_kmip_cluster_probe(struct vc_kmip_cluster *cl, size_t i, struct vc_error *err)
+{
+	struct vc_kmip_conn *c = NULL;
+	struct vc_error e = { 0 };
+	char host[256];
+	uint16_t port;
+	double t0;
+	int r;
+
+	pthread_mutex_lock(&cl->lock);
+	if (i >= cl->n) {
+		pthread_mutex_unlock(&cl->lock);
+		return vc_error_set(err, -EINVAL, "key provider '%s' has no server %zu",
+				    cl->name, i);
+	}
+	memcpy(host, cl->servers[i].host, sizeof host);
+	port = cl->servers[i].port;
+	pthread_mutex_unlock(&cl->lock);
+
+	/* A connection of its own, so a probe never waits behind (or
+	 * disturbs) an operation on the kept connection. */
+	t0 = now_ms();
+	r = vc_kmip_connect(host, port, &cl->tls, &c, &e);
+	vc_kmip_close(c);
+
+	pthread_mutex_lock(&cl->lock);
+	if (r == 0) {
+		cl->servers[i].h.last_success = time(NULL);
+		cl->servers[i].h.latency_ms = now_ms() - t0;
+	} else {
+		cl->servers[i].h.last_failure = time(NULL);
+		snprintf(cl->servers[i].h.last_error, sizeof cl->servers[i].h.last_error, "%s",
+			 vc_error_msg(&e));
+	}
+	pthread_mutex_unlock(&cl->lock);
+	if (r < 0 && err)
+		*err = e;
+	return r;
+}
+
 size_t vc_kmip_cluster_health(struct vc_kmip_cluster *cl, struct vc_kmip_health *out,
 			      size_t max)
 {

@@ -58,6 +58,13 @@ VC_MUST_CHECK int vc_kmip_cluster_run(struct vc_kmip_cluster *cl,
 						struct vc_error *err),
 				      void *arg, struct vc_error *err);
 
+/* Connect to server i (0-based, configuration order) on a connection of
+ * its own, negotiate the version and hang up; records the result in the
+ * server's health (last success and latency, or last failure and error).
+ * Thread-safe, and does not hold up operations meanwhile. */
+VC_MUST_CHECK int vc_kmip_cluster_probe(struct vc_kmip_cluster *cl, size_t i,
+					struct vc_error *err);
+
 /* Health of every server, in configuration order; returns the count. */
 size_t vc_kmip_cluster_health(struct vc_kmip_cluster *cl, struct vc_kmip_health *out,
 			      size_t max);

@@ -151,26 +151,39 @@ int vc_secret_read_fd(int fd, size_t keylen, const char *what,
 			    what, keylen, 2 * keylen, have);
 }
 
+int vc_private_file_open(const char *path, const char *what, struct vc_error *err)
+{
+	VC_CLEANUP_CLOSE int fd = -1;
+	struct stat st;
+	int ret;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return vc_error_errno(err, errno, "%s: cannot open %s", path, what);
+	if (fstat(fd, &st) < 0)
+		return vc_error_errno(err, errno, "%s: cannot stat %s", path, what);
+	if (!S_ISREG(st.st_mode))
+		return vc_error_set(err, -EINVAL, "%s: %s is not a regular file", path, what);
+	if (st.st_uid != geteuid())
+		return vc_error_set(err, -EPERM, "%s: %s is not owned by this user", path, what);
+	if (st.st_mode & 077)
+		return vc_error_set(err, -EPERM,
+				    "%s: %s is accessible by group or others (mode %03o); chmod 600 it",
+				    path, what, (unsigned)(st.st_mode & 0777));
+	ret = fd;
+	fd = -1;
+	return ret;
+}
+
 int vc_secret_read_file(const char *path, size_t keylen,
 			struct vc_secret **out, struct vc_error *err)
 {
 	VC_CLEANUP_CLOSE int fd = -1;
-	struct stat st;
 
 	*out = NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	fd = vc_private_file_open(path, "key file", err);
 	if (fd < 0)
-		return vc_error_errno(err, errno, "%s: cannot open key file", path);
-	if (fstat(fd, &st) < 0)
-		return vc_error_errno(err, errno, "%s: cannot stat key file", path);
-	if (!S_ISREG(st.st_mode))
-		return vc_error_set(err, -EINVAL, "%s: key file is not a regular file", path);
-	if (st.st_uid != geteuid())
-		return vc_error_set(err, -EPERM, "%s: key file is not owned by this user", path);
-	if (st.st_mode & 077)
-		return vc_error_set(err, -EPERM,
-				    "%s: key file is accessible by group or others (mode %03o); chmod 600 it",
-				    path, (unsigned)(st.st_mode & 0777));
+		return fd;
 	return vc_secret_read_fd(fd, keylen, path, out, err);
 }
 

@@ -43,6 +43,13 @@ VC_MUST_CHECK int vc_secret_read_file(const char *path, size_t keylen,
 				      struct vc_secret **out,
 				      struct vc_error *err);
 
+/* Open a file that holds a secret for reading, refusing anything but a
+ * regular file owned by the caller with no access for group or others.
+ * Returns the fd (the caller closes it) or a negative code; what names
+ * the file's role in messages ("key file", "password file"). */
+VC_MUST_CHECK int vc_private_file_open(const char *path, const char *what,
+				       struct vc_error *err);
+
 /* Wipe memory in a way the compiler cannot drop. */
 void vc_wipe(void *p, size_t len);
 

@@ -103,6 +103,10 @@ VC_MUST_CHECK int vc_store_schema_version(struct vc_store *st, int *version,
 VC_MUST_CHECK int vc_store_begin(struct vc_store *st, struct vc_error *err);
 VC_MUST_CHECK int vc_store_commit(struct vc_store *st, struct vc_error *err);
 VC_MUST_CHECK int vc_store_rollback(struct vc_store *st, struct vc_error *err);
+/* End the transaction begun with vc_store_begin(): commit if ret is 0,
+ * else roll back (a rollback failure is dropped: ret and err already say
+ * what went wrong). Returns ret, or the commit's error. */
+VC_MUST_CHECK int vc_store_end(struct vc_store *st, int ret, struct vc_error *err);
 
 /* ---- users ---- */
 struct vc_store_user {

@@ -498,6 +498,16 @@ int vc_store_commit(struct vc_store *st, struct vc_error *err)
 	return st->ops->commit(st->impl, err);
 }
 
+int vc_store_end(struct vc_store *st, int ret, struct vc_error *err)
+{
+	if (ret == 0)
+		return vc_store_commit(st, err);
+	if (vc_store_rollback(st, NULL) < 0) {
+		/* Nothing more to say than the first error. */
+	}
+	return ret;
+}
+
 int vc_store_rollback(struct vc_store *st, struct vc_error *err)
 {
 	if (!st->ops->in_transaction(st->impl))

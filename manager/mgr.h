@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* vmcryptd internals shared by its files: the manager context, one API
+ * call, the route table, replies, privilege checks and events. */
+#ifndef VC_MGR_H
+#define VC_MGR_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "request.h"
+#include "store.h"
+#include "vc_error.h"
+#include "vc_keyprov.h"
+#include "vc_priv.h"
+
+struct evhttp_request;
+struct event_base;
+
+struct mgr_config {
+	char *data_dir;
+	char *listen;              /* "127.0.0.1:8443", "[::1]:8443" */
+	char *tls_cert, *tls_key;  /* NULL: <data_dir>/tls/manager.{crt,key} */
+	char *admin_password_file;
+	int64_t token_ttl;         /* seconds */
+};
+
+/* A key provider the manager has open. */
+struct mgr_provider {
+	char name[VC_REQ_NAME_MAX + 1];
+	enum vc_keyprov_kind kind;
+	struct vc_keyprov *kp;
+	json_t *config;            /* the stored configuration (no secrets) */
+	int refs;                  /* the list's and running tasks' (under lock) */
+	struct mgr_provider *next;
+};
+
+/* The inventory and permissions in vc_priv's shape, rebuilt after any
+ * change to inventory, permissions or roles. */
+struct mgr_authz {
+	bool valid;
+	struct vc_inv_node *nodes;
+	char (*kinds)[8];
+	const char **names;
+	size_t nnodes;
+	struct vc_perm *perms;
+	size_t nperms;
+	char *strings;             /* one block for every id above */
+	size_t strings_len, strings_cap;
+};
+
+struct mgr_task;
+
+struct mgr {
+	struct mgr_config cfg;
+	struct vc_store *st;
+	/* Held by the event loop for a whole call and by the task worker
+	 * whenever it reads or writes shared state. */
+	pthread_mutex_t lock;
+	struct mgr_provider *providers;
+	struct mgr_authz authz;
+	struct event_base *base;
+
+	/* The task worker: one thread running queued tasks in order. */
+	pthread_t worker;
+	bool worker_started;
+	pthread_cond_t task_cond;
+	struct mgr_task *queue;
+	bool stopping;
+};
+
+/* One API call. */
+struct req {
+	struct mgr *m;
+	struct evhttp_request *er;
+	int method;                    /* EVHTTP_REQ_* */
+	struct vc_target t;
+	const char *param[4];          /* path parameters ("{name}") */
+	json_t *body;                  /* checked against the route's fields */
+	/* The caller, once authenticated. */
+	char user[VC_REQ_NAME_MAX + 1];
+	char groups[8][VC_REQ_NAME_MAX + 1];
+	size_t ngroups;
+	bool must_change;
+	int64_t expires;
+	uint8_t token_hash[32];
+	bool replied;
+};
+
+/* Where a route's privilege is checked. */
+enum mgr_obj {
+	OBJ_ROOT,           /* on "root" */
+	OBJ_PARAM,          /* on the first path parameter */
+	OBJ_BODY_PARENT,    /* on the body's "parent" */
+	OBJ_BODY_OBJECT,    /* on the body's "object" */
+	OBJ_QUERY_OBJECT,   /* on the query's "object" (root when absent) */
+};
+
+/* Who may call a route. */
+#define PRIV_NONE (-2)      /* no authentication (login) */
+#define PRIV_ANY (-1)       /* any authenticated user */
+#define PRIV_BY_KIND (-3)   /* the handler checks, by inventory kind */
+
+struct route {
+	int method;
+	const char *pattern;
+	int priv;                       /* enum vc_priv, or PRIV_* above */
+	enum mgr_obj obj;
+	const struct vc_field *fields;  /* body; NULL: no body accepted */
+	const char *const *query;       /* accepted query keys, or NULL */
+	void (*fn)(struct req *r);
+	const char *note;               /* for --print-routes and PRIVILEGES.md */
+};
+
+extern const struct route mgr_routes[];
+extern const size_t mgr_nroutes;
+
+/* ---- replies (each call replies exactly once) ---- */
+/* Send j (a new reference, taken) with status. */
+void reply_json(struct req *r, int status, json_t *j);
+void reply_empty(struct req *r, int status);
+/* {"error": {"code": code, "message": msg}} */
+void reply_error(struct req *r, int status, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* 403 with "privilege" set (NULL: none). */
+void reply_forbidden(struct req *r, const char *priv, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* "GET", "POST", ... for an EVHTTP_REQ_* value. */
+const char *route_method_name(int m);
+/* Map a library/store error code to a status and reply with err's message. */
+void reply_errno(struct req *r, int ret, const struct vc_error *err);
+/* Raw bytes with a content type (exports). */
+void reply_raw(struct req *r, int status, const char *ctype, const char *data, size_t len);
+
+/* ---- privileges ---- */
+/* 0 if the caller holds priv on object; otherwise replies 403 (logging an
+ * access.denied event) or 404 for an unknown object, and returns < 0. */
+int need_priv(struct req *r, enum vc_priv priv, const char *object);
+/* The caller's effective privileges on object (false if unknown). */
+bool privs_on(struct req *r, const char *object, struct vc_privset *out);
+void authz_invalidate(struct mgr *m);
+/* The kind of an inventory object ("folder", ...), or NULL. */
+const char *authz_kind(struct mgr *m, const char *id);
+int authz_load(struct mgr *m, struct vc_error *err);
+
+/* ---- events ---- */
+/* Append an event (errors are logged: an API call never fails because
+ * its event could not be written, but the log line says so). */
+void ev_log(struct mgr *m, const char *user, const char *op, const char *object,
+	    const char *provider, const char *key_id, const char *result,
+	    const char *fmt, ...) __attribute__((format(printf, 8, 9)));
+#define EV_OK "success"
+#define EV_FAIL "failure"
+#define EV_DENIED "denied"
+
+#include "providers.h"
+
+/* ---- tasks (tasks.c) ---- */
+int tasks_start(struct mgr *m, struct vc_error *err);
+void tasks_stop(struct mgr *m);
+/* Mark tasks a previous process left queued or running as failed. */
+int tasks_recover(struct mgr *m, struct vc_error *err);
+/* Queue a check of provider name; the new task id into id[37]. */
+int task_queue_check(struct mgr *m, const char *user, const char *provider, char id[37],
+		     struct vc_error *err);
+json_t *task_json(const struct vc_store_task *t);
+
+/* ---- setup (setup.c) ---- */
+int mgr_first_start(struct mgr *m, struct vc_error *err);
+
+/* helpers */
+int64_t now_s(void);
+json_t *jstr_or_null(const char *s);
+
+#endif
