@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 # Thin wrapper over meson; see README.md.
-.PHONY: all build check bench fuzz run deps clean
+.PHONY: all build check bench fuzz run demo deps clean
 
 all: build
 
@@ -21,7 +21,10 @@ fuzz:
 	scripts/fuzz.sh
 
 run: build
-	scripts/demo.sh
+	scripts/run.sh
+
+demo: build
+	scripts/demo-disk.sh
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -8,10 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "mgr.h"
 #include "providers.h"
+#include "vc_json.h"
 #include "vc_log.h"
 
 bool prov_name_valid(const char *name)
@@ -240,4 +242,49 @@ json_t *prov_json(struct mgr *m, struct mgr_provider *p, bool is_default)
 			 native_json(p), "error",
 			 p->kp ? json_null() : json_string("the provider could not be opened "
 							   "at start (see the manager's log)"));
+}
+
+static int count_one(const struct vc_store_provider *sp, void *ctx)
+{
+	(void)sp;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+int prov_ensure_native(struct mgr *m, const char *name, struct vc_error *err)
+{
+	struct vc_keyprov *kp = NULL;
+	json_t *config = NULL;
+	char dir[4096], *text = NULL;
+	int count = 0, ret;
+
+	if (!prov_name_valid(name))
+		return vc_error_set(err, -EINVAL, "native-provider: bad provider name '%s'", name);
+	ret = vc_store_provider_list(m->st, count_one, &count, err);
+	if (ret < 0 || count > 0)
+		return ret;
+	snprintf(dir, sizeof dir, "%s/native", m->cfg.data_dir);
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return vc_error_errno(err, errno, "cannot create %s", dir);
+	prov_native_dir(m, name, dir, sizeof dir);
+	ret = vc_keyprov_new_native(name, dir, VC_NATIVE_CREATE, &kp, err);
+	if (ret == 0) {
+		config = json_pack("{s:s}", "dir", name);
+		text = config ? json_dumps(config, JSON_COMPACT) : NULL;
+		ret = text ? 0 : vc_error_set(err, -ENOMEM, "out of memory");
+	}
+	if (ret == 0)
+		ret = vc_store_provider_add(m->st, &(struct vc_store_provider){
+			.name = name, .kind = "native", .config = text, .is_default = true }, err);
+	if (ret == 0) {
+		ret = prov_register(m, name, "native", config, kp, NULL);
+		if (ret == 0)
+			kp = NULL;
+		ev_log(m, NULL, "provider.add", NULL, name, NULL, EV_OK,
+		       "created native key provider '%s' (the default) at start", name);
+	}
+	vc_keyprov_free(kp);
+	vc_json_free_dump(text);
+	json_decref(config);
+	return ret;
 }

@@ -34,6 +34,9 @@ void prov_put(struct mgr *m, struct mgr_provider *p);
 void prov_unlink(struct mgr *m, struct mgr_provider *p);
 void prov_free_all(struct mgr *m);
 void prov_remove_dir(const char *dir);
+/* With no provider configured at all, create native provider name as the
+ * default (the embedded setup). */
+int prov_ensure_native(struct mgr *m, const char *name, struct vc_error *err);
 json_t *prov_json(struct mgr *m, struct mgr_provider *p, bool is_default);
 
 #endif

@@ -47,6 +47,8 @@ static void usage(FILE *f)
 		"  --admin-password-file FILE  first start: the admin's password (0600 file);\n"
 		"                              without it a one-time password is printed\n"
 		"  --token-ttl SECONDS         session lifetime (default 3600)\n"
+		"  --native-provider NAME      with no key provider configured, create this\n"
+		"                              native provider as the default\n"
 		"  --print-routes              print the API routes and privileges as JSON\n"
 		"  --print-privileges          print docs/PRIVILEGES.md's table\n"
 		"  --version, --help\n");
@@ -67,6 +69,8 @@ static int set_opt(struct mgr_config *c, const char *name, const char *val,
 		slot = &c->tls_key;
 	else if (!strcmp(name, "admin-password-file"))
 		slot = &c->admin_password_file;
+	else if (!strcmp(name, "native-provider"))
+		slot = &c->native_provider;
 	else if (!strcmp(name, "token-ttl")) {
 		char *end;
 		long long v;
@@ -181,7 +185,7 @@ static void print_routes(bool markdown)
 						break;
 				}
 			} else {
-				snprintf(pv, sizeof pv, "%s", !p ? "(any user; filtered by System.View)"
+				snprintf(pv, sizeof pv, "%s", !p ? "(any logged-in user)"
 							: !strcmp(p, "none") ? "(none: login)" : p);
 			}
 			printf("| %s | `%s` | %s | %s |\n", route_method_name(rt->method),
@@ -211,6 +215,7 @@ static int parse_args(int argc, char **argv, struct mgr_config *c, int *action,
 		{ "tls-key", required_argument, NULL, 'K' },
 		{ "admin-password-file", required_argument, NULL, 'a' },
 		{ "token-ttl", required_argument, NULL, 't' },
+		{ "native-provider", required_argument, NULL, 'n' },
 		{ "print-routes", no_argument, NULL, 'r' },
 		{ "print-privileges", no_argument, NULL, 'p' },
 		{ "version", no_argument, NULL, 'V' },
@@ -250,11 +255,11 @@ static int parse_args(int argc, char **argv, struct mgr_config *c, int *action,
 	/* The command line wins over the file. */
 	if (ret == 0) {
 		char **dst[] = { &c->data_dir, &c->listen, &c->tls_cert, &c->tls_key,
-				 &c->admin_password_file };
+				 &c->admin_password_file, &c->native_provider };
 		char **src[] = { &cli.data_dir, &cli.listen, &cli.tls_cert, &cli.tls_key,
-				 &cli.admin_password_file };
+				 &cli.admin_password_file, &cli.native_provider };
 
-		for (size_t i = 0; i < 5; i++) {
+		for (size_t i = 0; i < 6; i++) {
 			if (*src[i]) {
 				free(*dst[i]);
 				*dst[i] = *src[i];
@@ -269,6 +274,7 @@ static int parse_args(int argc, char **argv, struct mgr_config *c, int *action,
 	free(cli.tls_cert);
 	free(cli.tls_key);
 	free(cli.admin_password_file);
+	free(cli.native_provider);
 	return ret;
 }
 
@@ -367,6 +373,8 @@ static int run(struct mgr *m, struct vc_error *err)
 		ret = setup_tls(m, &ctx, fp, err);
 	if (ret == 0)
 		ret = prov_load_all(m, err);
+	if (ret == 0 && m->cfg.native_provider)
+		ret = prov_ensure_native(m, m->cfg.native_provider, err);
 	if (ret == 0)
 		ret = tasks_start(m, err);
 	if (ret == 0) {
@@ -460,5 +468,6 @@ int main(int argc, char **argv)
 	free(m.cfg.tls_cert);
 	free(m.cfg.tls_key);
 	free(m.cfg.admin_password_file);
+	free(m.cfg.native_provider);
 	return ret < 0 ? 1 : 0;
 }

@@ -1,6 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: Apache-2.0
-# `make run`: a short guided tour of `vmcrypt disk` in a temporary
+# `make demo`: a short guided tour of `vmcrypt disk` in a temporary
 # directory, on the embedded defaults (a local key file as the KEK).
 set -eu
 cd "$(dirname "$0")/.."
