@@ -13,6 +13,12 @@
 #define EXIT_OK 0
 #define EXIT_FAIL 1
 #define EXIT_USAGE 2
+/* The manager commands add (docs/vmcrypt-cli.md): */
+#define EXIT_AUTH 3        /* not logged in, session expired, login refused (401) */
+#define EXIT_DENIED 4      /* permission denied (403) */
+#define EXIT_NOT_FOUND 5   /* no such object (404) */
+#define EXIT_CONFLICT 6    /* exists, in use, has children (409) */
+#define EXIT_UNREACHABLE 7 /* connection, TLS, certificate or thumbprint failed */
 
 /* Print "vmcrypt: <message>" as one line on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -52,6 +58,7 @@ struct cli_progress {
 	bool enabled;
 	const char *label;
 	uint64_t total;
+	bool percent_only;   /* set after init for tasks: no byte counts */
 	double start, last;
 };
 void cli_progress_init(struct cli_progress *p, int mode, const char *label,
@@ -62,5 +69,19 @@ void cli_progress_done(struct cli_progress *p);
 /* Subcommands. argv[0] is the subcommand name. */
 int cmd_disk(int argc, char **argv);
 int cmd_kmip(int argc, char **argv);
+/* Manager commands (cmd_mgr*.c). */
+int cmd_login(int argc, char **argv);
+int cmd_logout(int argc, char **argv);
+int cmd_whoami(int argc, char **argv);
+int cmd_passwd(int argc, char **argv);
+int cmd_user(int argc, char **argv);
+int cmd_privilege(int argc, char **argv);
+int cmd_role(int argc, char **argv);
+int cmd_permission(int argc, char **argv);
+int cmd_inventory(int argc, char **argv);
+int cmd_provider(int argc, char **argv);
+int cmd_policy(int argc, char **argv);
+int cmd_task(int argc, char **argv);
+int cmd_events(int argc, char **argv);
 
 #endif

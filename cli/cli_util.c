@@ -160,6 +160,7 @@ void cli_progress_init(struct cli_progress *p, int mode, const char *label,
 	p->enabled = mode > 0 || (mode < 0 && isatty(STDERR_FILENO));
 	p->label = label;
 	p->total = total;
+	p->percent_only = false;
 	p->start = now();
 	p->last = 0;
 }
@@ -177,6 +178,10 @@ static void draw(struct cli_progress *p, uint64_t done, double t)
 	for (int i = 0; i < width; i++)
 		bar[i] = i < fill ? '#' : '.';
 	bar[width] = '\0';
+	if (p->percent_only) {
+		fprintf(stderr, "\r%s [%s] %3d%% ", p->label, bar, (int)(frac * 100));
+		return;
+	}
 	fprintf(stderr, "\r%s [%s] %3d%% %s/%s %s/s ", p->label, bar, (int)(frac * 100),
 		cli_human_size(done, a, sizeof a), cli_human_size(p->total, b, sizeof b),
 		cli_human_size((uint64_t)rate, a, sizeof a));

@@ -17,15 +17,37 @@ static const struct {
 } commands[] = {
 	{ "disk", cmd_disk, "encrypted virtual disks: create, info, import, export, verify, rekey" },
 	{ "kmip", cmd_kmip, "KMIP key servers: discover-versions, create, get, locate, ..." },
+	{ "login", cmd_login, "log in to a vmcryptd manager (the commands below need it)" },
+	{ "logout", cmd_logout, "end the session" },
+	{ "whoami", cmd_whoami, "the session's user, groups and privileges" },
+	{ "passwd", cmd_passwd, "change your password" },
+	{ "user", cmd_user, "users: list, add, remove, set-password" },
+	{ "privilege", cmd_privilege, "privileges: list" },
+	{ "role", cmd_role, "roles: list, show, add, remove" },
+	{ "permission", cmd_permission, "permissions on inventory objects: list, add, remove" },
+	{ "inventory", cmd_inventory, "inventory objects: list, show, add, rename, remove" },
+	{ "provider", cmd_provider, "key providers: list, add-kmip, add-native, check, backup, ..." },
+	{ "policy", cmd_policy, "encryption policies: list, show, add, remove" },
+	{ "task", cmd_task, "manager tasks: list, show, wait" },
+	{ "events", cmd_events, "the event log: list, export, verify" },
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: vmcrypt COMMAND [ARGS]\n\ncommands:\n");
 	for (size_t i = 0; i < VC_ARRAY_SIZE(commands); i++)
-		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
-	fprintf(f, "\n'vmcrypt COMMAND --help' describes a command. Keys are never taken\n"
-		   "from the command line or the environment: use key files or fds.\n");
+		fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].help);
+	fprintf(f, "\n'vmcrypt COMMAND --help' describes a command. Keys and passwords are\n"
+		   "never taken from the command line or the environment: use files or fds.\n"
+		   "\nexit status:\n"
+		   "  0  success\n"
+		   "  1  the operation failed (including a failed task or a broken event chain)\n"
+		   "  2  usage error: bad options, nothing was done or sent\n"
+		   "  3  not logged in, session expired, or login refused (HTTP 401)\n"
+		   "  4  permission denied (HTTP 403)\n"
+		   "  5  not found (HTTP 404)\n"
+		   "  6  conflict: exists, in use or not empty (HTTP 409)\n"
+		   "  7  cannot reach the manager: connection, TLS, certificate or thumbprint\n");
 }
 
 int main(int argc, char **argv)

@@ -74,6 +74,9 @@ void reply_empty(struct req *r, int status)
 }
 
 static void reply_error_v(struct req *r, int status, const char *code, const char *priv,
+			  const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
+
+static void reply_error_v(struct req *r, int status, const char *code, const char *priv,
 			  const char *fmt, va_list ap)
 {
 	char msg[VC_ERROR_MSG_MAX];
