@@ -183,6 +183,7 @@ int vc_kmip_cluster_run(struct vc_kmip_cluster *cl,
 		if (r == 0 || !transport_error(r)) {
 			/* The server answered (with success or a KMIP error). */
 			s->h.last_success = time(NULL);
+			s->h.last_ok = true;
 			s->h.latency_ms = now_ms() - t0;
 			for (size_t i = 0; i < cl->n; i++)
 				cl->servers[i].h.in_use = i == cl->cur;
@@ -202,6 +203,7 @@ int vc_kmip_cluster_run(struct vc_kmip_cluster *cl,
 			continue;
 		}
 		s->h.last_failure = time(NULL);
+		s->h.last_ok = false;
 		snprintf(s->h.last_error, sizeof s->h.last_error, "%s", vc_error_msg(&e));
 		if (!errors[0])
 			snprintf(errors, sizeof errors, "%s", vc_error_msg(&e));
@@ -318,9 +320,11 @@ int vc_kmip_cluster_probe(struct vc_kmip_cluster *cl, size_t i, struct vc_error 
 	pthread_mutex_lock(&cl->lock);
 	if (r == 0) {
 		cl->servers[i].h.last_success = time(NULL);
+		cl->servers[i].h.last_ok = true;
 		cl->servers[i].h.latency_ms = now_ms() - t0;
 	} else {
 		cl->servers[i].h.last_failure = time(NULL);
+		cl->servers[i].h.last_ok = false;
 		snprintf(cl->servers[i].h.last_error, sizeof cl->servers[i].h.last_error, "%s",
 			 vc_error_msg(&e));
 	}

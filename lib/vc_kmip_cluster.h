@@ -23,6 +23,7 @@ struct vc_kmip_health {
 	bool in_use;
 	time_t last_success;   /* 0: never */
 	time_t last_failure;   /* 0: never */
+	bool last_ok;          /* the latest contact succeeded (false: none yet) */
 	char last_error[VC_ERROR_MSG_MAX];
 	double latency_ms;     /* of the last successful operation */
 };

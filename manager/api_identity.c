@@ -125,7 +125,7 @@ void api_logout(struct req *r)
 
 void api_password_change(struct req *r)
 {
-	struct vc_store_user u;
+	struct vc_store_user u = { 0 };
 	struct vc_secret *old = NULL;
 	struct vc_error err = { 0 };
 	char *hash = NULL;
@@ -136,8 +136,7 @@ void api_password_change(struct req *r)
 	if (ret == 0)
 		ret = vc_passwd_verify(old, u.password_hash, NULL, &err);
 	vc_secret_free(old);
-	if (ret == 0)
-		free(u.mem);
+	free(u.mem);
 	if (ret == -EACCES) {
 		ev_log(r->m, r->user, "session.password", NULL, NULL, NULL, EV_FAIL,
 		       "password change refused: wrong old password");

@@ -222,6 +222,10 @@ static int add_native(struct req *r, const char *name, json_t **config, struct v
 		if (ret == 0)
 			ret = vc_native_restore(dir, NULL, env, envlen, pw, 0, err);
 		vc_secret_free(pw);
+		/* A damaged envelope is the caller's input, not the provider's
+		 * failure. */
+		if (ret == -EBADMSG || ret == -ENOTSUP)
+			ret = vc_error_set(err, -EINVAL, "%s", vc_error_msg(err));
 		if (ret < 0)
 			return ret;
 		ret = vc_keyprov_new_native(name, dir, 0, kp, err);

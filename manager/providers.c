@@ -201,9 +201,10 @@ static json_t *health_json(struct mgr_provider *p)
 	size_t n = p->kp ? vc_keyprov_health(p->kp, h, VC_KMIP_CLUSTER_MAX) : 0;
 
 	for (size_t i = 0; i < n; i++) {
-		bool healthy = p->kind == VC_KEYPROV_NATIVE
-				       ? h[i].last_error[0] == '\0'
-				       : h[i].last_success != 0 && h[i].last_success >= h[i].last_failure;
+		/* Times are whole seconds: the flag, not their order, says
+		 * which came last. */
+		bool healthy = p->kind == VC_KEYPROV_NATIVE ? h[i].last_error[0] == '\0'
+							    : h[i].last_ok;
 
 		json_array_append_new(arr, json_pack("{s:s,s:b,s:b,s:I,s:I,s:s,s:f}",
 						     "server", h[i].server, "healthy", healthy,

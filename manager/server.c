@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
@@ -356,6 +357,19 @@ static void serve(struct req *r)
 	rt->fn(r);
 }
 
+/* Headers and body leave as separate TLS records: without TCP_NODELAY the
+ * second waits for the client's delayed ACK (about 40 ms a reply). */
+static void nodelay(struct evhttp_request *er)
+{
+	struct evhttp_connection *c = evhttp_request_get_connection(er);
+	struct bufferevent *bev = c ? evhttp_connection_get_bufferevent(c) : NULL;
+	evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+	int one = 1;
+
+	if (fd >= 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
 static void on_request(struct evhttp_request *er, void *arg)
 {
 	struct mgr *m = arg;
@@ -368,6 +382,7 @@ static void on_request(struct evhttp_request *er, void *arg)
 	r->m = m;
 	r->er = er;
 	r->method = (int)evhttp_request_get_command(er);
+	nodelay(er);
 	pthread_mutex_lock(&m->lock);
 	serve(r);
 	if (!r->replied)

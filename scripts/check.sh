@@ -61,6 +61,21 @@ else
 	status=1
 fi
 
+step "manager and CLI integration tests against the ASan + UBSan build"
+# The daemon parses untrusted network input: its tests and the CLI's run
+# once more under the sanitizers (a report aborts the process, which the
+# harness notices).
+rm -f build-asan/pytest.xml
+if [ -x build-asan/manager/vmcryptd ] && [ -x build-asan/cli/vmcrypt ]; then
+	VMCRYPT_BUILD=$top/build-asan $PY -m pytest -q -p no:cacheprovider \
+		tests/integration/test_manager_*.py \
+		tests/integration/test_cli_manager_offline.py \
+		--junitxml=build-asan/pytest.xml || status=1
+	logs+=(build-asan/pytest.xml)
+else
+	status=1
+fi
+
 step "summary"
 $PY scripts/summarize.py --failed-builds=$build_failures "${logs[@]}" || status=1
 exit $status
