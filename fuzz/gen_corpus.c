@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Writes the seed corpora of the fuzz harnesses (fuzz/corpus/) with the
- * library itself, on memory disks keyed by the harness's fixed KEK. */
+/* Writes the seed corpora of the fuzz harnesses (fuzz/corpus/): disks with
+ * the library itself, on memory disks keyed by the harness's fixed KEK,
+ * and the manager's API requests. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -333,19 +334,184 @@ static void key_seeds(void)
 	put_text("too-long", big);
 }
 
+/* One request as fuzz_api_request reads it: "METHOD SP TARGET LF BODY". */
+static void put_api(const char *name, const char *method, const char *target,
+		    const void *body, size_t blen)
+{
+	char *buf;
+	int n = asprintf(&buf, "%s %s\n", method, target);
+
+	if (n < 0 || !(buf = realloc(buf, (size_t)n + blen + 1)))
+		die("asprintf", NULL);
+	memcpy(buf + n, body, blen);
+	put_file("api_request", name, buf, (size_t)n + blen);
+	free(buf);
+}
+
+static void put_req(const char *name, const char *method, const char *target, const char *body)
+{
+	put_api(name, method, target, body, strlen(body));
+}
+
+/* Calls as docs/API.md documents them (every route that takes a body and
+ * each shape of the others: list, one parameter, two, query), then inputs
+ * that must be refused or that are easy to get wrong. */
+static void api_seeds(void)
+{
+	static const char inv_id[] = "vm-0123456789ab";
+	char big[70 * 1024], path[1200];
+	size_t n;
+
+	put_req("session-login", "POST", "/api/v1/session",
+		"{\"user\": \"admin\", \"password\": \"admin-pw\"}");
+	put_req("session-get", "GET", "/api/v1/session", "");
+	put_req("session-password", "POST", "/api/v1/session/password",
+		"{\"old_password\": \"one-time\", \"new_password\": \"a new password\"}");
+	put_req("users-create", "POST", "/api/v1/users",
+		"{\"name\": \"alice\", \"password\": \"alice-password\", "
+		"\"groups\": [\"ops\", \"crypto-admins\"]}");
+	put_req("users-delete", "DELETE", "/api/v1/users/alice", "");
+	put_req("users-password", "PUT", "/api/v1/users/alice/password",
+		"{\"password\": \"reset-password\"}");
+	put_req("roles-get", "GET", "/api/v1/roles/ReadOnly", "");
+	put_req("roles-create", "POST", "/api/v1/roles",
+		"{\"name\": \"Viewer\", \"privileges\": [\"System.View\", \"System.Read\"]}");
+	put_req("permissions-list", "GET", "/api/v1/permissions?object=folder-0123456789ab", "");
+	put_req("permissions-add", "POST", "/api/v1/permissions",
+		"{\"principal\": \"ops\", \"group\": true, \"role\": \"Admin\", "
+		"\"object\": \"root\", \"propagate\": false}");
+	put_req("permissions-delete", "DELETE",
+		"/api/v1/permissions?principal=ops&object=root&group=true", "");
+	put_req("inventory-list", "GET", "/api/v1/inventory", "");
+	snprintf(path, sizeof path, "/api/v1/inventory/%s", inv_id);
+	put_req("inventory-get", "GET", path, "");
+	put_req("inventory-create", "POST", "/api/v1/inventory",
+		"{\"parent\": \"root\", \"kind\": \"folder\", \"name\": \"Datacenter 1\"}");
+	put_req("inventory-rename", "PATCH", path, "{\"name\": \"web-01\"}");
+	put_req("providers-get", "GET", "/api/v1/key-providers/kms1", "");
+	put_req("providers-add-kmip", "POST", "/api/v1/key-providers",
+		"{\"name\": \"kms1\", \"kind\": \"kmip\", "
+		"\"servers\": [\"kmip1.example:5696\", \"[::1]:5696\"], "
+		"\"ca_pem\": \"-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\\n\", "
+		"\"client_cert_pem\": \"-----BEGIN CERTIFICATE-----\\nMIIC\\n-----END CERTIFICATE-----\\n\", "
+		"\"client_key_pem\": \"-----BEGIN PRIVATE KEY-----\\nMIIE\\n-----END PRIVATE KEY-----\\n\", "
+		"\"server_name\": \"kmip.example\", \"timeout_ms\": 5000, \"default\": true}");
+	put_req("providers-add-native-restore", "POST", "/api/v1/key-providers",
+		"{\"name\": \"nkp\", \"kind\": \"native\", \"restore\": "
+		"{\"backup\": \"VkNOS1BCQUs=\", \"password\": \"backup-password\"}}");
+	put_req("providers-check", "POST", "/api/v1/key-providers/kms1/check", "");
+	put_req("providers-backup", "POST", "/api/v1/key-providers/nkp/backup",
+		"{\"password\": \"backup-password\"}");
+	put_req("keys-create", "POST", "/api/v1/key-providers/nkp/keys",
+		"{\"label\": \"vm web-01 \\u00e9t\\u00e9\"}");
+	put_req("keys-get", "GET",
+		"/api/v1/key-providers/nkp/keys/0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1f0", "");
+	put_req("policies-create", "POST", "/api/v1/policies",
+		"{\"name\": \"gold\", \"encrypt\": true, \"migration\": \"required\", "
+		"\"provider\": null}");
+	put_req("events-filter", "GET",
+		"/api/v1/events?from=2026-11-23T10:00:00Z&to=1763900000&user=admin&"
+		"object=root&operation=key.create&format=csv", "");
+	put_req("events-verify", "GET", "/api/v1/events/verify", "");
+	/* The shapes no route uses (the harness's own spec). */
+	put_req("extra-nested", "POST", "/api/v1/x",
+		"{\"outer\": {\"inner\": {\"format\": \"jsonl\", \"offset\": -7, "
+		"\"tags\": [\"a\"]}, \"owner\": null}, \"members\": [\"m1\"], "
+		"\"note\": \"n\", \"count\": -9223372036854775808}");
+
+	/* Bodies. */
+	n = 0;
+	for (int i = 0; i < 3000; i++)
+		big[n++] = '[';
+	put_api("deep-array", "POST", "/api/v1/roles", big, n);
+	n = 0;
+	for (int i = 0; i < 400; i++)
+		n += (size_t)snprintf(big + n, sizeof big - n, "{\"restore\":");
+	n += (size_t)snprintf(big + n, sizeof big - n, "{}");
+	for (int i = 0; i < 400; i++)
+		big[n++] = '}';
+	put_api("deep-objects", "POST", "/api/v1/key-providers", big, n);
+	put_req("huge-numbers", "POST", "/api/v1/key-providers",
+		"{\"name\": \"k\", \"kind\": \"kmip\", \"timeout_ms\": "
+		"99999999999999999999999999999, \"servers\": [\"a:1\"]}");
+	put_req("float-and-exponent", "POST", "/api/v1/key-providers",
+		"{\"name\": \"k\", \"kind\": \"native\", \"timeout_ms\": 1e3}");
+	put_req("int-out-of-range", "POST", "/api/v1/key-providers",
+		"{\"name\": \"k\", \"kind\": \"native\", \"timeout_ms\": 99}");
+	put_req("nul-in-string", "POST", "/api/v1/session",
+		"{\"user\": \"admin\", \"password\": \"pw\\u0000tail\"}");
+	put_req("nul-in-name", "POST", "/api/v1/inventory",
+		"{\"parent\": \"root\", \"kind\": \"vm\", \"name\": \"a\\u0000b\"}");
+	put_req("nul-in-names-array", "POST", "/api/v1/roles",
+		"{\"name\": \"r\", \"privileges\": [\"System.View\\u0000junk\"]}");
+	put_req("invalid-utf8-body", "POST", "/api/v1/keys", "{\"label\": \"\xc3\x28\xff\"}");
+	put_req("duplicate-keys", "POST", "/api/v1/session",
+		"{\"user\": \"admin\", \"user\": \"root\", \"password\": \"x\"}");
+	put_req("not-an-object", "POST", "/api/v1/roles", "[\"name\", \"Viewer\"]");
+	put_req("wrong-one-of", "POST", "/api/v1/policies",
+		"{\"name\": \"p\", \"encrypt\": false, \"migration\": \"sometimes\"}");
+	put_req("unknown-field-newline", "POST", "/api/v1/session",
+		"{\"user\": \"a\", \"password\": \"b\", \"x\\ny\": 1}");
+	put_req("trailing-garbage", "POST", "/api/v1/session",
+		"{\"user\": \"a\", \"password\": \"b\"} {}");
+
+	/* Targets. */
+	put_req("pct-nul", "GET", "/api/v1/roles/%00", "");
+	put_req("pct-slash", "DELETE", "/api/v1/roles/a%2Fb", "");
+	put_req("pct-bad", "GET", "/api/v1/roles/%4g?x=%", "");
+	put_req("pct-valid", "GET", "/api/v1/roles/My%20Role%21?object=a+b%2Bc", "");
+	put_req("pct-high-query-key", "GET", "/api/v1/events?%FF%FE=1", "");
+	put_req("raw-utf8-target", "GET", "/api/v1/roles/\xc3\xa9t\xc3\xa9\xff", "");
+	memset(path, 'a', sizeof path);
+	memcpy(path, "/api/v1/roles/", 14);
+	path[14 + 300] = '\0';
+	put_req("overlong-segment", "GET", path, "");
+	put_req("too-many-segments", "GET", "/api/v1/a/b/c/d/e/f/g", "");
+	put_req("dot-segments", "GET", "/api/v1/./roles/../users", "");
+	put_req("empty-segment", "GET", "/api//v1/roles", "");
+	put_req("trailing-slash", "GET", "/api/v1/roles/", "");
+	put_req("fragment", "GET", "/api/v1/roles#top", "");
+	put_req("many-query-pairs", "GET",
+		"/api/v1/events?a=1&b=2&c=3&d=4&e=5&f=6&g=7&h=8&i=9&j=10&k=11&l=12&m=13", "");
+	put_req("repeated-query-key", "GET", "/api/v1/events?user=a&user=b", "");
+	put_req("query-oddities", "GET", "/api/v1/permissions?object&=x&&", "");
+	put_req("bad-times", "GET",
+		"/api/v1/events?from=-1&to=99999999999999&object=2026-02-31T25:61:61Z&"
+		"user=%2B1&operation=1970-01-01T00:00:00Z", "");
+	put_req("control-char", "GET", "/api/v1/roles/a\x01" "b", "");
+	put_file("api_request", "no-newline", "GET /api/v1/inventory", 21);
+	put_req("absolute-form", "GET", "https://127.0.0.1/api/v1/inventory", "");
+	put_file("api_request", "empty", "", 0);
+}
+
+/* Which corpora to write: all, or those named after the directory. */
+static bool wanted(int argc, char **argv, const char *name)
+{
+	if (argc == 2)
+		return true;
+	for (int i = 2; i < argc; i++)
+		if (!strcmp(argv[i], name))
+			return true;
+	return false;
+}
+
 int main(int argc, char **argv)
 {
+	static const char *const names[] = { "disk_header", "key_input", "api_request" };
 	uint8_t k[FUZZ_KEK_LEN];
 	struct vc_error err = { 0 };
 	char *sub;
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: %s CORPUS_DIR (e.g. fuzz/corpus)\n", argv[0]);
+	if (argc < 2) {
+		fprintf(stderr, "usage: %s CORPUS_DIR [NAME...] (e.g. fuzz/corpus api_request)\n",
+			argv[0]);
 		return 2;
 	}
 	outdir = argv[1];
-	for (int i = 0; i < 2; i++) {
-		if (asprintf(&sub, "%s/%s", outdir, i ? "key_input" : "disk_header") < 0)
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+		if (!wanted(argc, argv, names[i]))
+			continue;
+		if (asprintf(&sub, "%s/%s", outdir, names[i]) < 0)
 			die("asprintf", NULL);
 		if (mkdir(sub, 0755) < 0 && errno != EEXIST)
 			die(sub, NULL);
@@ -354,8 +520,12 @@ int main(int argc, char **argv)
 	fuzz_kek_fill(k);
 	if (vc_secret_from_bytes(k, sizeof k, &kek, &err) < 0)
 		die("KEK", &err);
-	disk_seeds();
-	key_seeds();
+	if (wanted(argc, argv, "disk_header"))
+		disk_seeds();
+	if (wanted(argc, argv, "key_input"))
+		key_seeds();
+	if (wanted(argc, argv, "api_request"))
+		api_seeds();
 	vc_secret_free(kek);
 	return 0;
 }

@@ -9,6 +9,30 @@
 #include "request.h"
 #include "vc_common.h"
 
+/* User input quoted in a message: printable ASCII as is, anything else
+ * as \xHH, at most 48 input bytes ("..." after), so messages stay one
+ * line of valid UTF-8 (they go into JSON). */
+#define SHOWN_MAX (48 * 4 + 4)
+static const char *shown(const char *s, char buf[SHOWN_MAX])
+{
+	size_t o = 0, i;
+
+	for (i = 0; s[i] && i < 48; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c >= 0x20 && c < 0x7f && c != '\\') {
+			buf[o++] = (char)c;
+		} else {
+			snprintf(buf + o, 5, "\\x%02x", c);
+			o += 4;
+		}
+	}
+	if (s[i])
+		memcpy(buf + o, "...", 3), o += 3;
+	buf[o] = '\0';
+	return buf;
+}
+
 static int hexval(char c)
 {
 	if (c >= '0' && c <= '9')
@@ -53,6 +77,8 @@ static int decode(const char *src, size_t len, char *dst, size_t cap, bool plus_
 
 static int parse_query(const char *q, struct vc_target *t, struct vc_error *err)
 {
+	char sb[SHOWN_MAX];
+
 	while (*q) {
 		const char *amp = strchr(q, '&');
 		size_t len = amp ? (size_t)(amp - q) : strlen(q);
@@ -71,7 +97,7 @@ static int parse_query(const char *q, struct vc_target *t, struct vc_error *err)
 			return vc_error_set(err, -EINVAL, "empty query parameter name");
 		if (vc_target_query(t, t->q[t->nq].key))
 			return vc_error_set(err, -EINVAL, "query parameter '%s' given twice",
-					    t->q[t->nq].key);
+					    shown(t->q[t->nq].key, sb));
 		r = eq ? decode(eq + 1, len - klen - 1, t->q[t->nq].val, VC_REQ_PARAM_MAX, true,
 				err)
 		       : (t->q[t->nq].val[0] = '\0', 0);
@@ -136,6 +162,8 @@ const char *vc_target_query(const struct vc_target *t, const char *key)
 int vc_target_check_query(const struct vc_target *t, const char *const *allowed,
 			  struct vc_error *err)
 {
+	char sb[SHOWN_MAX];
+
 	for (size_t i = 0; i < t->nq; i++) {
 		bool ok = false;
 
@@ -143,7 +171,7 @@ int vc_target_check_query(const struct vc_target *t, const char *const *allowed,
 			ok = ok || !strcmp(allowed[j], t->q[i].key);
 		if (!ok)
 			return vc_error_set(err, -EINVAL, "unknown query parameter '%s'",
-					    t->q[i].key);
+					    shown(t->q[i].key, sb));
 	}
 	return 0;
 }
@@ -216,13 +244,15 @@ static const char *type_name(enum vc_field_type t)
 static int check_one_of(const struct vc_field *f, const char *s, const char *path,
 			struct vc_error *err)
 {
+	char sb[SHOWN_MAX];
+
 	if (!f->one_of)
 		return 0;
 	for (size_t i = 0; f->one_of[i]; i++)
 		if (!strcmp(f->one_of[i], s))
 			return 0;
-	return vc_error_set(err, -EINVAL, "field '%s': '%.64s' is not an accepted value",
-			    path, s);
+	return vc_error_set(err, -EINVAL, "field '%s': '%s' is not an accepted value",
+			    path, shown(s, sb));
 }
 
 static int check_object(const struct vc_field *fields, json_t *obj, const char *path,
@@ -330,7 +360,7 @@ static int check_object(const struct vc_field *fields, json_t *obj, const char *
 {
 	const char *key;
 	json_t *v;
-	char sub[160];
+	char sub[160], sb[SHOWN_MAX];
 
 	json_object_foreach(obj, key, v) {
 		const struct vc_field *f = NULL;
@@ -340,8 +370,8 @@ static int check_object(const struct vc_field *fields, json_t *obj, const char *
 			if (!strcmp(g->name, key))
 				f = g;
 		if (!f)
-			return vc_error_set(err, -EINVAL, "unknown field '%s%s%.64s'", path,
-					    path[0] ? "." : "", key);
+			return vc_error_set(err, -EINVAL, "unknown field '%s%s%s'", path,
+					    path[0] ? "." : "", shown(key, sb));
 		snprintf(sub, sizeof sub, "%s%s%s", path, path[0] ? "." : "", key);
 		r = vc_field_check(f, v, sub, err);
 		if (r < 0)
@@ -390,6 +420,7 @@ int vc_body_parse(const char *body, size_t len, const struct vc_field *fields,
 
 int vc_time_parse(const char *s, int64_t *out, struct vc_error *err)
 {
+	char sb[SHOWN_MAX];
 	struct tm tm = { 0 };
 	char *end;
 	long long v;
@@ -398,14 +429,14 @@ int vc_time_parse(const char *s, int64_t *out, struct vc_error *err)
 		errno = 0;
 		v = strtoll(s, &end, 10);
 		if (*end || errno || v < 0 || v > 253402300799LL)
-			return vc_error_set(err, -EINVAL, "bad time '%.40s'", s);
+			return vc_error_set(err, -EINVAL, "bad time '%s'", shown(s, sb));
 		*out = v;
 		return 0;
 	}
 	end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
 	if (!end || strcmp(end, "Z") != 0)
-		return vc_error_set(err, -EINVAL, "bad time '%.40s' (use Unix seconds or "
-				    "2026-11-23T10:00:00Z)", s);
+		return vc_error_set(err, -EINVAL, "bad time '%s' (use Unix seconds or "
+				    "2026-11-23T10:00:00Z)", shown(s, sb));
 	*out = (int64_t)timegm(&tm);
 	return 0;
 }

@@ -83,9 +83,11 @@ static void reply_error_v(struct req *r, int status, const char *code, const cha
 	char msg[VC_ERROR_MSG_MAX];
 
 	vsnprintf(msg, sizeof msg, fmt, ap);
+	/* One line of ASCII, whatever a message quoted: JSON needs valid
+	 * UTF-8 and clients print it as one line. */
 	for (char *p = msg; *p; p++)
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+			*p = '?';
 	reply_json(r, status, json_pack("{s:{s:s,s:s,s:s*}}", "error", "code", code,
 					 "message", msg, "privilege", priv));
 }
@@ -322,8 +324,8 @@ static void serve(struct req *r)
 			reply_error(r, 405, "method_not_allowed", "method %s is not allowed here",
 				    method_name(r->method));
 		else
-			reply_error(r, 404, "not_found", "no such API call: %s",
-				    evhttp_request_get_uri(r->er));
+			reply_error(r, 404, "not_found", "no such API call: %s %.200s",
+				    method_name(r->method), evhttp_request_get_uri(r->er));
 		return;
 	}
 	for (size_t i = 0; i < np; i++)

@@ -15,3 +15,6 @@ echo "=== Disk paths through NBD: plaintext, vmcrypt filter, nbdkit luks, QEMU L
 echo
 echo "=== KMIP client: create+get pairs per second, vmcrypt vs PyKMIP's client (bench/bench_kmip.py)"
 /usr/bin/python3 bench/bench_kmip.py --build build
+echo
+echo "=== Manager API: authenticated inventory and login latency vs the 404 floor and scrypt (bench/bench_api.py)"
+/usr/bin/python3 bench/bench_api.py --build build

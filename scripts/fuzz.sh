@@ -79,13 +79,13 @@ for name in $names; do
 		-artifact_prefix="$artifacts/" "$work" >"$log" 2>&1 || rc=$?
 
 	runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
-	cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 | cut -d' ' -f2)
+	cov=$(grep -a -o 'cov: [0-9]*' "$log" | tail -n 1 | cut -d' ' -f2)
 	files=$(find "$work" -type f | wc -l)
 	if [ "$rc" -eq 0 ]; then
 		echo "fuzz_$name: ok: ${runs:-?} runs in ${FUZZ_SECONDS}s, ${cov:-?} edges, corpus $files files"
 	else
 		crash=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n 1)
-		what=$(grep -m 1 -E '^SUMMARY|check failed|ERROR: libFuzzer' "$log" || true)
+		what=$(grep -a -m 1 -E '^SUMMARY|check failed|ERROR: libFuzzer' "$log" || true)
 		echo "fuzz_$name: CRASH (exit $rc) after ${runs:-?} runs: ${what:-see log}; input ${crash:-?}; log $log"
 		failed=1
 	fi
