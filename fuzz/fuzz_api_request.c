@@ -7,9 +7,11 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include <event2/http.h>
 #include <jansson.h>
 
 #include "fuzz.h"
+#include "api.h"
 #include "request.h"
 
 /*
@@ -21,56 +23,10 @@
  * in step with `vmcryptd --print-routes`.
  */
 
-#define NAME(n, req) { n, VC_F_NAME, req, 0, 0, NULL, NULL }
-#define STR(n, req, lo, hi) { n, VC_F_STRING, req, lo, hi, NULL, NULL }
-#define PASSWORD(n) STR(n, true, 8, 1024)
-#define BOOL(n) { n, VC_F_BOOL, false, 0, 0, NULL, NULL }
 #define END { 0 }
 
-static const char *const kinds[] = { "folder", "cluster", "host", "vm", NULL };
-static const char *const modes[] = { "disabled", "opportunistic", "required", NULL };
-static const char *const prov_kinds[] = { "kmip", "native", NULL };
 static const char *const formats[] = { "json", "jsonl", "csv", NULL };
-
 static const struct vc_field none_f[] = { END };
-static const struct vc_field login_f[] = { NAME("user", true), STR("password", true, 1, 1024),
-					   END };
-static const struct vc_field passwd_f[] = { STR("old_password", true, 1, 1024),
-					    PASSWORD("new_password"), END };
-static const struct vc_field user_f[] = { NAME("name", true), PASSWORD("password"),
-					  { "groups", VC_F_NAMES, false, 0, 8, NULL, NULL }, END };
-static const struct vc_field reset_f[] = { PASSWORD("password"), END };
-static const struct vc_field role_f[] = {
-	NAME("name", true), { "privileges", VC_F_NAMES, true, 0, 64, NULL, NULL }, END };
-static const struct vc_field perm_f[] = { NAME("principal", true), BOOL("group"),
-					  NAME("role", true), NAME("object", true),
-					  BOOL("propagate"), END };
-static const struct vc_field inv_f[] = { NAME("parent", true),
-					 { "kind", VC_F_NAME, true, 0, 0, NULL, kinds },
-					 NAME("name", true), END };
-static const struct vc_field rename_f[] = { NAME("name", true), END };
-static const struct vc_field restore_f[] = { STR("backup", true, 1, 1024),
-					     STR("password", true, 1, 1024), END };
-static const struct vc_field prov_f[] = {
-	NAME("name", true),
-	{ "kind", VC_F_NAME, true, 0, 0, NULL, prov_kinds },
-	{ "servers", VC_F_STRINGS, false, 1, 16, NULL, NULL },
-	STR("ca_pem", false, 1, 16384),
-	STR("client_cert_pem", false, 1, 16384),
-	STR("client_key_pem", false, 1, 16384),
-	NAME("server_name", false),
-	{ "timeout_ms", VC_F_INT, false, 100, 60000, NULL, NULL },
-	BOOL("default"),
-	{ "restore", VC_F_OBJECT, false, 0, 0, restore_f, NULL },
-	END };
-static const struct vc_field backup_f[] = { PASSWORD("password"), END };
-static const struct vc_field key_f[] = { STR("label", false, 1, 128), END };
-static const struct vc_field policy_f[] = {
-	NAME("name", true),
-	{ "encrypt", VC_F_BOOL, true, 0, 0, NULL, NULL },
-	{ "migration", VC_F_NAME, false, 0, 0, NULL, modes },
-	{ "provider", VC_F_NAME_OR_NULL, false, 0, 0, NULL, NULL },
-	END };
 
 /* Not a route's: the shapes the routes do not use. */
 static const struct vc_field inner_f[] = {
@@ -89,65 +45,39 @@ static const struct vc_field extra_f[] = {
 	{ "count", VC_F_INT, false, INT64_MIN, INT64_MAX, NULL, NULL },
 	END };
 
-static const struct vc_field *const specs[] = {
-	none_f, login_f, passwd_f, user_f, reset_f, role_f, perm_f, inv_f, rename_f,
-	prov_f, backup_f, key_f, policy_f, extra_f,
-};
-#define NSPECS (sizeof specs / sizeof specs[0])
+/* The daemon's own route table (manager/routes.c), so the fuzzer follows
+ * every change to it; its body specs plus the two above. */
+#define NROUTES mgr_nroutes
+static const struct vc_field *specs[64];
+static size_t nspecs;
 
-static const char *const q_object[] = { "object", NULL };
-static const char *const q_perm_del[] = { "principal", "object", "group", NULL };
-static const char *const q_events[] = { "from", "to", "user", "object", "operation", "format",
-					NULL };
+static void collect_specs(void)
+{
+	if (nspecs)
+		return;
+	specs[nspecs++] = none_f;
+	specs[nspecs++] = extra_f;
+	for (size_t i = 0; i < mgr_nroutes && nspecs < 64; i++)
+		if (mgr_routes[i].fields)
+			specs[nspecs++] = mgr_routes[i].fields;
+}
 
-struct route_pat {
-	const char *method;
-	const char *pattern;
-	const char *const *query;
-	const struct vc_field *fields;
-};
-
-static const struct route_pat routes[] = {
-	{ "POST", "/api/v1/session", NULL, login_f },
-	{ "GET", "/api/v1/session", NULL, NULL },
-	{ "DELETE", "/api/v1/session", NULL, NULL },
-	{ "POST", "/api/v1/session/password", NULL, passwd_f },
-	{ "GET", "/api/v1/users", NULL, NULL },
-	{ "POST", "/api/v1/users", NULL, user_f },
-	{ "DELETE", "/api/v1/users/{name}", NULL, NULL },
-	{ "PUT", "/api/v1/users/{name}/password", NULL, reset_f },
-	{ "GET", "/api/v1/privileges", NULL, NULL },
-	{ "GET", "/api/v1/roles", NULL, NULL },
-	{ "GET", "/api/v1/roles/{name}", NULL, NULL },
-	{ "POST", "/api/v1/roles", NULL, role_f },
-	{ "DELETE", "/api/v1/roles/{name}", NULL, NULL },
-	{ "GET", "/api/v1/permissions", q_object, NULL },
-	{ "POST", "/api/v1/permissions", NULL, perm_f },
-	{ "DELETE", "/api/v1/permissions", q_perm_del, NULL },
-	{ "GET", "/api/v1/inventory", NULL, NULL },
-	{ "GET", "/api/v1/inventory/{id}", NULL, NULL },
-	{ "POST", "/api/v1/inventory", NULL, inv_f },
-	{ "PATCH", "/api/v1/inventory/{id}", NULL, rename_f },
-	{ "DELETE", "/api/v1/inventory/{id}", NULL, NULL },
-	{ "GET", "/api/v1/key-providers", NULL, NULL },
-	{ "GET", "/api/v1/key-providers/{name}", NULL, NULL },
-	{ "POST", "/api/v1/key-providers", NULL, prov_f },
-	{ "DELETE", "/api/v1/key-providers/{name}", NULL, NULL },
-	{ "POST", "/api/v1/key-providers/{name}/default", NULL, NULL },
-	{ "POST", "/api/v1/key-providers/{name}/check", NULL, NULL },
-	{ "POST", "/api/v1/key-providers/{name}/backup", NULL, backup_f },
-	{ "POST", "/api/v1/key-providers/{name}/keys", NULL, key_f },
-	{ "GET", "/api/v1/key-providers/{name}/keys/{key_id}", NULL, NULL },
-	{ "GET", "/api/v1/policies", NULL, NULL },
-	{ "GET", "/api/v1/policies/{name}", NULL, NULL },
-	{ "POST", "/api/v1/policies", NULL, policy_f },
-	{ "DELETE", "/api/v1/policies/{name}", NULL, NULL },
-	{ "GET", "/api/v1/tasks", NULL, NULL },
-	{ "GET", "/api/v1/tasks/{id}", NULL, NULL },
-	{ "GET", "/api/v1/events", q_events, NULL },
-	{ "GET", "/api/v1/events/verify", NULL, NULL },
-};
-#define NROUTES (sizeof routes / sizeof routes[0])
+static const char *method_str(int m)
+{
+	switch (m) {
+	case EVHTTP_REQ_GET:
+		return "GET";
+	case EVHTTP_REQ_POST:
+		return "POST";
+	case EVHTTP_REQ_PUT:
+		return "PUT";
+	case EVHTTP_REQ_PATCH:
+		return "PATCH";
+	case EVHTTP_REQ_DELETE:
+		return "DELETE";
+	}
+	return "?";
+}
 
 /* What the replay checks the corpus reached. */
 static long n_parsed, n_routed, n_query_ok, n_time_ok, n_body_ok;
@@ -348,27 +278,27 @@ static void check_query(const struct vc_target *t, const char *const *allowed)
 
 static void check_routes(const char *method, size_t mlen, const struct vc_target *t)
 {
-	const struct route_pat *chosen = NULL;
+	const struct route *chosen = NULL;
 
 	for (size_t i = 0; i < NROUTES; i++) {
 		size_t params[4] = { 0 }, want[4] = { 0 }, np = 99, want_np = 0;
-		bool m = vc_route_match(routes[i].pattern, t, params, &np);
+		bool m = vc_route_match(mgr_routes[i].pattern, t, params, &np);
 
-		FUZZ_CHECK(m == route_expect(routes[i].pattern, t, want, &want_np),
-			   "vc_route_match(%s) says %s", routes[i].pattern, m ? "yes" : "no");
+		FUZZ_CHECK(m == route_expect(mgr_routes[i].pattern, t, want, &want_np),
+			   "vc_route_match(%s) says %s", mgr_routes[i].pattern, m ? "yes" : "no");
 		if (!m)
 			continue;
-		FUZZ_CHECK(np == want_np, "%s: %zu parameters, not %zu", routes[i].pattern, np,
+		FUZZ_CHECK(np == want_np, "%s: %zu parameters, not %zu", mgr_routes[i].pattern, np,
 			   want_np);
 		for (size_t j = 0; j < np; j++)
 			FUZZ_CHECK(params[j] == want[j] && params[j] < t->nseg,
-				   "%s: parameter %zu at segment %zu, not %zu", routes[i].pattern, j,
+				   "%s: parameter %zu at segment %zu, not %zu", mgr_routes[i].pattern, j,
 				   params[j], want[j]);
-		if (strlen(routes[i].method) == mlen && !memcmp(routes[i].method, method, mlen)) {
+		if (strlen(method_str(mgr_routes[i].method)) == mlen && !memcmp(method_str(mgr_routes[i].method), method, mlen)) {
 			/* server.c takes the first; two would make the rest dead. */
 			FUZZ_CHECK(!chosen, "%s and %s both match", chosen ? chosen->pattern : "",
-				   routes[i].pattern);
-			chosen = &routes[i];
+				   mgr_routes[i].pattern);
+			chosen = &mgr_routes[i];
 		}
 	}
 	if (chosen) {
@@ -376,9 +306,9 @@ static void check_routes(const char *method, size_t mlen, const struct vc_target
 		check_query(t, chosen->query);
 	}
 	check_query(t, NULL);
-	check_query(t, q_object);
-	check_query(t, q_perm_del);
-	check_query(t, q_events);
+	for (size_t i = 0; i < mgr_nroutes; i++)
+		if (mgr_routes[i].query)
+			check_query(t, mgr_routes[i].query);
 }
 
 static void check_times(const struct vc_target *t)
@@ -501,7 +431,7 @@ static void check_bodies(const char *body, size_t len)
 		json_decref(doc);
 		doc = NULL;
 	}
-	for (size_t i = 0; i < NSPECS; i++) {
+	for (size_t i = 0; i < nspecs; i++) {
 		static json_t sentinel;
 		struct vc_error err = { 0 };
 		json_t *out = &sentinel;        /* to see that a failure clears it */
@@ -546,6 +476,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *target;
 	int r;
 
+	collect_specs();
 	/* libevent hands the server the target as a C string (an inner NUL
 	 * ends it there too). Not strndup: ASan's strict_string_checks
 	 * would read past the input for a NUL. */

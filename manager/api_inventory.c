@@ -28,8 +28,6 @@ static const struct kind_rule kinds[] = {
 	  " folder cluster host " },
 };
 
-const char *const inventory_kinds[] = { "folder", "cluster", "host", "vm", NULL };
-
 static const struct kind_rule *rule_of(const char *kind)
 {
 	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)

@@ -13,8 +13,6 @@
 #include "vc_encode.h"
 
 /* ---- policies ---- */
-const char *const migration_modes[] = { "disabled", "opportunistic", "required", NULL };
-
 static json_t *policy_json(const struct vc_store_policy *p)
 {
 	return json_pack("{s:s,s:b,s:s,s:o}", "name", p->name, "encrypt", p->encrypt,

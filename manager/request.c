@@ -10,14 +10,15 @@
 #include "vc_common.h"
 
 /* User input quoted in a message: printable ASCII as is, anything else
- * as \xHH, at most 48 input bytes ("..." after), so messages stay one
+ * as \xHH, at most SHOWN_IN input bytes ("..." after), so messages stay one
  * line of valid UTF-8 (they go into JSON). */
-#define SHOWN_MAX (48 * 4 + 4)
+#define SHOWN_IN 120
+#define SHOWN_MAX (SHOWN_IN * 4 + 4)
 static const char *shown(const char *s, char buf[SHOWN_MAX])
 {
 	size_t o = 0, i;
 
-	for (i = 0; s[i] && i < 48; i++) {
+	for (i = 0; s[i] && i < SHOWN_IN; i++) {
 		unsigned char c = (unsigned char)s[i];
 
 		if (c >= 0x20 && c < 0x7f && c != '\\') {
@@ -387,6 +388,7 @@ static int check_object(const struct vc_field *fields, json_t *obj, const char *
 int vc_body_parse(const char *body, size_t len, const struct vc_field *fields,
 		  json_t **out, struct vc_error *err)
 {
+	char sb[SHOWN_MAX];
 	json_error_t je;
 	json_t *j;
 	int r;
@@ -402,8 +404,9 @@ int vc_body_parse(const char *body, size_t len, const struct vc_field *fields,
 	} else {
 		j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
 		if (!j)
+			/* jansson's text may quote the input ("near '...'"). */
 			return vc_error_set(err, -EINVAL, "malformed JSON at line %d column %d: %s",
-					    je.line, je.column, je.text);
+					    je.line, je.column, shown(je.text, sb));
 	}
 	if (!json_is_object(j)) {
 		json_decref(j);

@@ -1,8 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The API: every route, the privilege it needs and where, and its body. */
+/* The API: every route, the privilege it needs and where, and its body.
+ * Data only (the fuzzer links it with stub handlers). */
 #include <event2/http.h>
 
 #include "api.h"
+
+const char *const inventory_kinds[] = { "folder", "cluster", "host", "vm", NULL };
+const char *const migration_modes[] = { "disabled", "opportunistic", "required", NULL };
 
 #define NAME(n, req) { n, VC_F_NAME, req, 0, 0, NULL, NULL }
 #define STR(n, req, lo, hi) { n, VC_F_STRING, req, lo, hi, NULL, NULL }
