@@ -140,8 +140,10 @@ void api_inventory_create(struct req *r)
 	reply_json(r, 201, obj_json(&o));
 }
 
-/* The rule of an existing object, or a reply (404, or 409 for the root). */
-static const struct kind_rule *existing(struct req *r, struct vc_store_object *o)
+/* The rule of an existing object the caller may change (the privilege
+ * picked by which: 1 rename, 2 delete), or NULL after a reply (404, 409
+ * for the root, 403). */
+static const struct kind_rule *existing(struct req *r, struct vc_store_object *o, int which)
 {
 	struct vc_error err = { 0 };
 	int ret = vc_store_object_get(r->m->st, r->param[0], o, &err);
@@ -152,10 +154,12 @@ static const struct kind_rule *existing(struct req *r, struct vc_store_object *o
 		return NULL;
 	}
 	k = rule_of(vc_store_kind_name(o->kind));
-	if (!k) {
-		free(o->mem);
+	if (!k)
 		reply_error(r, 409, "conflict", "the root cannot be renamed or deleted");
-	}
+	else if (need_priv(r, which == 1 ? k->rename : k->remove, r->param[0]) < 0)
+		k = NULL;
+	if (!k)
+		free(o->mem);
 	return k;
 }
 
@@ -163,16 +167,12 @@ void api_inventory_rename(struct req *r)
 {
 	const char *name = json_string_value(json_object_get(r->body, "name"));
 	struct vc_store_object o;
-	const struct kind_rule *k = existing(r, &o);
+	const struct kind_rule *k = existing(r, &o, 1);
 	struct vc_error err = { 0 };
 	int ret;
 
 	if (!k)
 		return;
-	if (need_priv(r, k->rename, r->param[0]) < 0) {
-		free(o.mem);
-		return;
-	}
 	ret = vc_store_object_rename(r->m->st, r->param[0], name, &err);
 	if (ret < 0) {
 		free(o.mem);
@@ -189,16 +189,12 @@ void api_inventory_rename(struct req *r)
 void api_inventory_delete(struct req *r)
 {
 	struct vc_store_object o;
-	const struct kind_rule *k = existing(r, &o);
+	const struct kind_rule *k = existing(r, &o, 2);
 	struct vc_error err = { 0 };
 	int ret;
 
 	if (!k)
 		return;
-	if (need_priv(r, k->remove, r->param[0]) < 0) {
-		free(o.mem);
-		return;
-	}
 	ret = vc_store_object_delete(r->m->st, r->param[0], &err);
 	if (ret < 0) {
 		free(o.mem);

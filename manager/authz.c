@@ -70,6 +70,18 @@ struct load_ctx {
 	int fail;
 };
 
+/* p resized to cap elements, or p unchanged and *ok false. */
+static void *grow(void *p, size_t elem, size_t cap, bool *ok)
+{
+	void *q = realloc(p, cap * elem);
+
+	if (!q) {
+		*ok = false;
+		return p;
+	}
+	return q;
+}
+
 static int add_node(const struct vc_store_object *o, void *ctx)
 {
 	struct load_ctx *c = ctx;
@@ -77,23 +89,13 @@ static int add_node(const struct vc_store_object *o, void *ctx)
 
 	if (a->nnodes == c->cap_nodes) {
 		size_t cap = c->cap_nodes ? c->cap_nodes * 2 : 64;
-		size_t *i1 = realloc(c->id_off, cap * sizeof *i1);
+		bool ok = true;
 
-		if (i1)
-			c->id_off = i1;
-		size_t *i2 = realloc(c->parent_off, cap * sizeof *i2);
-
-		if (i2)
-			c->parent_off = i2;
-		char (*k)[8] = realloc(a->kinds, cap * sizeof *k);
-
-		if (k)
-			a->kinds = k;
-		size_t *i3 = realloc(c->name_off, cap * sizeof *i3);
-
-		if (i3)
-			c->name_off = i3;
-		if (!i1 || !i2 || !k || !i3)
+		c->id_off = grow(c->id_off, sizeof *c->id_off, cap, &ok);
+		c->parent_off = grow(c->parent_off, sizeof *c->parent_off, cap, &ok);
+		c->name_off = grow(c->name_off, sizeof *c->name_off, cap, &ok);
+		a->kinds = grow(a->kinds, sizeof *a->kinds, cap, &ok);
+		if (!ok)
 			return -ENOMEM;
 		c->cap_nodes = cap;
 	}
@@ -125,19 +127,12 @@ static int add_perm(const struct vc_store_perm *p, void *ctx)
 	}
 	if (a->nperms == c->cap_perms) {
 		size_t cap = c->cap_perms ? c->cap_perms * 2 : 32;
-		struct vc_perm *np = realloc(a->perms, cap * sizeof *np);
+		bool ok = true;
 
-		if (np)
-			a->perms = np;
-		size_t *i1 = realloc(c->pr_off, cap * sizeof *i1);
-
-		if (i1)
-			c->pr_off = i1;
-		size_t *i2 = realloc(c->obj_off, cap * sizeof *i2);
-
-		if (i2)
-			c->obj_off = i2;
-		if (!np || !i1 || !i2)
+		a->perms = grow(a->perms, sizeof *a->perms, cap, &ok);
+		c->pr_off = grow(c->pr_off, sizeof *c->pr_off, cap, &ok);
+		c->obj_off = grow(c->obj_off, sizeof *c->obj_off, cap, &ok);
+		if (!ok)
 			return -ENOMEM;
 		c->cap_perms = cap;
 	}
