@@ -78,6 +78,10 @@ void api_login(struct req *r)
 	if (ret == 0)
 		ret = vc_token_hash(token, s.token_hash, &err);
 	s.expires = now_s() + r->m->cfg.token_ttl;
+	/* Expired sessions are refused anyway; logins sweep them away so the
+	 * table does not grow with every session ever opened. */
+	if (ret == 0)
+		ret = vc_store_session_purge(r->m->st, now_s(), NULL, &err);
 	if (ret == 0)
 		ret = vc_store_session_add(r->m->st, &s, &err);
 	if (ret < 0) {

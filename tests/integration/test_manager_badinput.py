@@ -199,6 +199,12 @@ def test_logged_out_and_expired_tokens(manager, admin):
     assert left == [(0,)], left
     assert_error(c.request("GET", "inventory"), 401, "unauthorized")
     assert_error(c.request("GET", "session"), 401, "unauthorized")
+    # The next login sweeps expired sessions out of the table.
+    assert manager.sql("SELECT count(*) FROM sessions WHERE user_name = ?",
+                       ("tok-user",)) == [(1,)]
+    manager.login("tok-user", PASSWORD)
+    assert manager.sql("SELECT count(*) FROM sessions WHERE user_name = ? AND expires = 0",
+                       ("tok-user",)) == [(0,)]
     # A user removed: its sessions end.
     d = manager.login("tok-user", PASSWORD)
     admin.ok("DELETE", "users/tok-user", ok=(204,))
