@@ -69,6 +69,7 @@ void cli_progress_done(struct cli_progress *p);
 /* Subcommands. argv[0] is the subcommand name. */
 int cmd_disk(int argc, char **argv);
 int cmd_kmip(int argc, char **argv);
+int cmd_vmfile(int argc, char **argv);
 /* Manager commands (cmd_mgr*.c). */
 int cmd_login(int argc, char **argv);
 int cmd_logout(int argc, char **argv);

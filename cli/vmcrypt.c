@@ -16,6 +16,7 @@ static const struct {
 	const char *help;
 } commands[] = {
 	{ "disk", cmd_disk, "encrypted virtual disks: create, info, import, export, verify, rekey" },
+	{ "vmfile", cmd_vmfile, "encrypted VM files (nvram, vTPM, memory, dumps): seal, open, info" },
 	{ "kmip", cmd_kmip, "KMIP key servers: discover-versions, create, get, locate, ..." },
 	{ "login", cmd_login, "log in to a vmcryptd manager (the commands below need it)" },
 	{ "logout", cmd_logout, "end the session" },
