@@ -75,7 +75,7 @@ VC_MUST_CHECK int vc_store_new(const struct vc_store_ops *ops, void *impl,
 			       struct vc_store **out, struct vc_error *err);
 
 /* The schema version this program writes. */
-#define VC_STORE_SCHEMA_VERSION 3
+#define VC_STORE_SCHEMA_VERSION 4
 
 /*
  * Open (creating with mode 0600 if missing) the SQLite store at path: WAL
@@ -309,6 +309,26 @@ VC_MUST_CHECK int vc_store_task_get(struct vc_store *st, const char *id,
 /* Ordered by created, then id. */
 VC_MUST_CHECK int vc_store_task_list(struct vc_store *st, vc_store_task_fn cb,
 				     void *ctx, struct vc_error *err);
+
+/* ---- hosts (each also an inventory object of kind host) ---- */
+struct vc_store_host {
+	const char *id;           /* the inventory id */
+	const char *address;      /* "host:port" of its agent */
+	const char *thumbprint;   /* SHA-256 of its certificate, 64 lower-case hex */
+	bool encryption_mode;
+	int64_t added;
+	char *mem;
+};
+typedef int (*vc_store_host_fn)(const struct vc_store_host *h, void *ctx);
+/* -EEXIST for an address already added; -EINVAL for an unknown object. */
+VC_MUST_CHECK int vc_store_host_add(struct vc_store *st, const struct vc_store_host *h,
+				    struct vc_error *err);
+VC_MUST_CHECK int vc_store_host_get(struct vc_store *st, const char *id,
+				    struct vc_store_host *out, struct vc_error *err);
+VC_MUST_CHECK int vc_store_host_list(struct vc_store *st, vc_store_host_fn cb, void *ctx,
+				     struct vc_error *err);
+VC_MUST_CHECK int vc_store_host_set_encryption_mode(struct vc_store *st, const char *id,
+						    bool on, struct vc_error *err);
 
 /* ---- events (vc_event, hash-chained) ---- */
 /*

@@ -103,6 +103,14 @@ static const char *const migrations[] = {
 	"  user_name TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,"
 	"  group_name TEXT NOT NULL CHECK (length(group_name) > 0),"
 	"  PRIMARY KEY (user_name, group_name));",
+	/* 3 -> 4: host agents, each an inventory object of kind host. */
+	"CREATE TABLE hosts ("
+	"  id TEXT PRIMARY KEY NOT NULL REFERENCES inventory(id) ON DELETE CASCADE,"
+	"  address TEXT NOT NULL CHECK (length(address) > 0),"
+	"  thumbprint TEXT NOT NULL CHECK (length(thumbprint) = 64),"
+	"  encryption_mode INTEGER NOT NULL DEFAULT 0 CHECK (encryption_mode IN (0, 1)),"
+	"  added INTEGER NOT NULL);"
+	"CREATE UNIQUE INDEX hosts_address ON hosts(address);",
 };
 _Static_assert(VC_ARRAY_SIZE(migrations) == VC_STORE_SCHEMA_VERSION,
 	       "one migration per schema version");
@@ -1605,4 +1613,85 @@ int vc_store_event_last(struct vc_store *st, struct vc_event *out, char **mem,
 	ev_from(o.cols, out);
 	*mem = o.mem;
 	return 0;
+}
+
+/* ---- hosts ---- */
+#define HOST_COLS "id, address, thumbprint, encryption_mode, added"
+
+static void host_from(const struct vc_store_val *c, struct vc_store_host *h)
+{
+	h->id = cs(&c[0]);
+	h->address = cs(&c[1]);
+	h->thumbprint = cs(&c[2]);
+	h->encryption_mode = ci(&c[3]) != 0;
+	h->added = ci(&c[4]);
+}
+
+struct host_adapt {
+	vc_store_host_fn fn;
+	void *ctx;
+};
+
+static int host_row(const struct vc_store_val *c, int n, void *ctx)
+{
+	struct host_adapt *a = ctx;
+	struct vc_store_host h = { 0 };
+
+	if (bad_cols(n, 5))
+		return -EBADMSG;
+	host_from(c, &h);
+	return a->fn(&h, a->ctx);
+}
+
+int vc_store_host_add(struct vc_store *st, const struct vc_store_host *h,
+		      struct vc_error *err)
+{
+	struct vc_store_val p[] = { T(h->id), T(h->address), T(h->thumbprint),
+				    I(h->encryption_mode), I(h->added) };
+	int ret = write1(st, "INSERT INTO hosts (" HOST_COLS ") VALUES (?1, ?2, ?3, ?4, ?5)",
+			 p, 5, NULL, err);
+
+	if (ret == -EEXIST)
+		return vc_error_set(err, ret, "host %s is already added", h->address);
+	if (ret == -EINVAL)
+		return vc_error_set(err, ret, "host '%s': no such inventory object, or a bad "
+				    "thumbprint", h->id);
+	return ret;
+}
+
+int vc_store_host_get(struct vc_store *st, const char *id, struct vc_store_host *out,
+		      struct vc_error *err)
+{
+	struct vc_store_val p[] = { T(id) };
+	struct one o;
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	ret = get_one(st, "SELECT " HOST_COLS " FROM hosts WHERE id = ?1", p, 1, 5, &o, "host",
+		      id, err);
+	if (ret < 0)
+		return ret;
+	host_from(o.cols, out);
+	out->mem = o.mem;
+	return 0;
+}
+
+int vc_store_host_list(struct vc_store *st, vc_store_host_fn cb, void *ctx,
+		       struct vc_error *err)
+{
+	struct host_adapt a = { cb, ctx };
+
+	return run(st, "SELECT " HOST_COLS " FROM hosts ORDER BY address", NULL, 0, host_row,
+		   &a, NULL, err);
+}
+
+int vc_store_host_set_encryption_mode(struct vc_store *st, const char *id, bool on,
+				      struct vc_error *err)
+{
+	struct vc_store_val p[] = { T(id), I(on) };
+	int64_t ch = 0;
+	int ret = write1(st, "UPDATE hosts SET encryption_mode = ?2 WHERE id = ?1", p, 2, &ch,
+			 err);
+
+	return changed_one(ret, ch, "host", id, err);
 }

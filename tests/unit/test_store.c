@@ -441,6 +441,51 @@ static void test_roles(void **state)
 	expect_err(vc_store_role_delete(f->st, "Operator", &err), &err, -ENOENT, NULL);
 }
 
+static int host_cb(const struct vc_store_host *h, void *ctx)
+{
+	add_name(ctx, h->address);
+	return 0;
+}
+
+static void test_hosts(void **state)
+{
+	static const char tp[] = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+	struct fx *f = *state;
+	struct vc_store_host got;
+	struct vc_error err = { 0 };
+	struct names ns = { 0 };
+
+	open_ok(f);
+	add_inventory(f->st);
+	OK(vc_store_object_add(f->st, &(struct vc_store_object){ .id = "host-1",
+			       .parent = "root", .kind = VC_STORE_HOST, .name = "kvm1" }, &e_));
+	OK(vc_store_host_add(f->st, &(struct vc_store_host){ .id = "host-1",
+			     .address = "127.0.0.1:7443", .thumbprint = tp, .added = 9 }, &e_));
+	expect_err(vc_store_host_add(f->st, &(struct vc_store_host){ .id = "host-1",
+				     .address = "127.0.0.1:7444", .thumbprint = tp }, &err),
+		   &err, -EEXIST, NULL);
+	expect_err(vc_store_host_add(f->st, &(struct vc_store_host){ .id = "nope",
+				     .address = "127.0.0.1:7445", .thumbprint = tp }, &err),
+		   &err, -EINVAL, "nope");
+	expect_err(vc_store_host_add(f->st, &(struct vc_store_host){ .id = "host-1",
+				     .address = "127.0.0.1:7446", .thumbprint = "ab" }, &err),
+		   &err, -EINVAL, NULL);
+	OK(vc_store_host_set_encryption_mode(f->st, "host-1", true, &e_));
+	assert_int_equal(vc_store_host_get(f->st, "host-1", &got, &err), 0);
+	assert_string_equal(got.address, "127.0.0.1:7443");
+	assert_string_equal(got.thumbprint, tp);
+	assert_true(got.encryption_mode);
+	assert_int_equal(got.added, 9);
+	free(got.mem);
+	OK(vc_store_host_list(f->st, host_cb, &ns, &e_));
+	assert_int_equal(ns.n, 1);
+	expect_err(vc_store_host_set_encryption_mode(f->st, "h9", true, &err), &err, -ENOENT,
+		   "h9");
+	/* Removing the inventory object removes the host. */
+	OK(vc_store_object_delete(f->st, "host-1", &e_));
+	expect_err(vc_store_host_get(f->st, "host-1", &got, &err), &err, -ENOENT, NULL);
+}
+
 static void test_inventory(void **state)
 {
 	struct fx *f = *state;
@@ -946,6 +991,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_newer_schema, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_key_columns, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hosts, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
