@@ -43,6 +43,7 @@ static const struct vc_field extra_f[] = {
 	{ "members", VC_F_NAMES, false, 1, 3, NULL, NULL },
 	{ "note", VC_F_STRING, false, 0, 0, NULL, NULL },
 	{ "count", VC_F_INT, false, INT64_MIN, INT64_MAX, NULL, NULL },
+	{ "items", VC_F_OBJECTS, false, 1, 3, inner_f, NULL },
 	END };
 
 /* The daemon's own route table (manager/routes.c), so the fuzzer follows
@@ -397,6 +398,17 @@ static bool field_expect(const struct vc_field *f, json_t *v)
 		return true;
 	case VC_F_OBJECT:
 		return json_is_object(v) && fields_expect(f->sub, v);
+	case VC_F_OBJECTS: {
+		size_t k, cnt = json_array_size(v);
+		json_t *el;
+
+		if (!json_is_array(v) || (int64_t)cnt < f->min || (int64_t)cnt > f->max)
+			return false;
+		json_array_foreach(v, k, el)
+			if (!json_is_object(el) || !fields_expect(f->sub, el))
+				return false;
+		return true;
+	}
 	}
 	return false;
 }

@@ -238,6 +238,8 @@ static const char *type_name(enum vc_field_type t)
 		return "an array of strings";
 	case VC_F_OBJECT:
 		return "an object";
+	case VC_F_OBJECTS:
+		return "an array of objects";
 	}
 	return "?";
 }
@@ -258,6 +260,29 @@ static int check_one_of(const struct vc_field *f, const char *s, const char *pat
 
 static int check_object(const struct vc_field *fields, json_t *obj, const char *path,
 			struct vc_error *err);
+
+static int check_objects(const struct vc_field *f, json_t *v, const char *path,
+			 struct vc_error *err)
+{
+	size_t n = json_array_size(v), i;
+	char sub[160];
+	json_t *e;
+
+	if ((int64_t)n < f->min || (int64_t)n > f->max)
+		return vc_error_set(err, -EINVAL, "field '%s': %zu entries (accepted: %lld to %lld)",
+				    path, n, (long long)f->min, (long long)f->max);
+	json_array_foreach(v, i, e) {
+		int r;
+
+		snprintf(sub, sizeof sub, "%s[%zu]", path, i);
+		if (!json_is_object(e))
+			return vc_error_set(err, -EINVAL, "field '%s' must be an object", sub);
+		r = check_object(f->sub, e, sub, err);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
 
 static int check_array(const struct vc_field *f, json_t *v, const char *path,
 		       struct vc_error *err)
@@ -309,6 +334,7 @@ int vc_field_check(const struct vc_field *f, json_t *v, const char *path,
 		break;
 	case VC_F_NAMES:
 	case VC_F_STRINGS:
+	case VC_F_OBJECTS:
 		ok = json_is_array(v);
 		break;
 	case VC_F_OBJECT:
@@ -351,6 +377,8 @@ int vc_field_check(const struct vc_field *f, json_t *v, const char *path,
 		return check_array(f, v, path, err);
 	case VC_F_OBJECT:
 		return check_object(f->sub, v, path, err);
+	case VC_F_OBJECTS:
+		return check_objects(f, v, path, err);
 	default:
 		return 0;
 	}

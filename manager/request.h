@@ -64,6 +64,7 @@ enum vc_field_type {
 	VC_F_NAMES,     /* an array (min..max entries) of VC_F_NAME strings */
 	VC_F_STRINGS,   /* an array (min..max entries) of non-empty strings of at most 256 bytes */
 	VC_F_OBJECT,    /* an object, checked by sub */
+	VC_F_OBJECTS,   /* an array (min..max entries) of objects, each checked by sub */
 };
 
 struct vc_field {

@@ -19,7 +19,7 @@
 
 #include "api.h"
 #include "server.h"
-#include "tls.h"
+#include "vc_tlscert.h"
 #include "vc_json.h"
 #include "vc_log.h"
 #include "vc_secmem.h"
@@ -323,7 +323,7 @@ static int lock_data_dir(struct mgr *m, int *fd, struct vc_error *err)
 	return 0;
 }
 
-static int setup_tls(struct mgr *m, SSL_CTX **ctx, char fp[TLS_FP_LEN], struct vc_error *err)
+static int setup_tls(struct mgr *m, SSL_CTX **ctx, char fp[VC_TLS_FP_LEN], struct vc_error *err)
 {
 	char cert[PATH_MAX], key[PATH_MAX], host[256] = "";
 	int ret;
@@ -331,17 +331,17 @@ static int setup_tls(struct mgr *m, SSL_CTX **ctx, char fp[TLS_FP_LEN], struct v
 	if (!m->cfg.tls_cert != !m->cfg.tls_key)
 		return vc_error_set(err, -EINVAL, "give both tls-cert and tls-key, or neither");
 	if (m->cfg.tls_cert)
-		return tls_server_ctx(m->cfg.tls_cert, m->cfg.tls_key, ctx, fp, err);
+		return vc_tls_server_ctx(m->cfg.tls_cert, m->cfg.tls_key, ctx, fp, err);
 	snprintf(cert, sizeof cert, "%s/tls/manager.crt", m->cfg.data_dir);
 	snprintf(key, sizeof key, "%s/tls/manager.key", m->cfg.data_dir);
 	if (access(cert, F_OK) < 0 && access(key, F_OK) < 0) {
 		gethostname(host, sizeof host - 1);
-		ret = tls_make_self_signed(cert, key, host, err);
+		ret = vc_tls_make_self_signed(cert, key, "vmcryptd", host, err);
 		if (ret < 0)
 			return ret;
 		vc_log(VC_LOG_INFO, "made a self-signed certificate in %s", cert);
 	}
-	return tls_server_ctx(cert, key, ctx, fp, err);
+	return vc_tls_server_ctx(cert, key, ctx, fp, err);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -353,7 +353,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 static int run(struct mgr *m, struct vc_error *err)
 {
-	char fp[TLS_FP_LEN], bound[300], db[PATH_MAX];
+	char fp[VC_TLS_FP_LEN], bound[300], db[PATH_MAX];
 	struct event *sigterm = NULL, *sigint = NULL;
 	struct evhttp *http = NULL;
 	SSL_CTX *ctx = NULL;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* vmcryptd's TLS: the self-signed certificate made on first start and the
- * server context (TLS 1.2 or newer). */
+/* Daemon TLS identities (manager, host agent): the self-signed certificate
+ * made on first start and the server context (TLS 1.2 or newer). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -16,7 +16,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "tls.h"
+#include "vc_tlscert.h"
 #include "vc_common.h"
 
 static int ossl_err(struct vc_error *err, int code, const char *what)
@@ -83,8 +83,8 @@ static int pem_cert(FILE *f, void *x)
 	return PEM_write_X509(f, x);
 }
 
-int tls_make_self_signed(const char *cert_path, const char *key_path, const char *host,
-			 struct vc_error *err)
+int vc_tls_make_self_signed(const char *cert_path, const char *key_path, const char *cn,
+			    const char *host, struct vc_error *err)
 {
 	EVP_PKEY *key = EVP_EC_gen("P-256");
 	X509 *x = X509_new();
@@ -122,11 +122,11 @@ int tls_make_self_signed(const char *cert_path, const char *key_path, const char
 	    !X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
 					(const unsigned char *)"vmcrypt", -1, -1, 0) ||
 	    !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-					(const unsigned char *)"vmcryptd", -1, -1, 0) ||
+					(const unsigned char *)cn, -1, -1, 0) ||
 	    !X509_set_issuer_name(x, name) || !X509_set_pubkey(x, key) ||
 	    !add_ext(x, NID_basic_constraints, "critical,CA:TRUE,pathlen:0") ||
 	    !add_ext(x, NID_key_usage, "critical,digitalSignature,keyCertSign") ||
-	    !add_ext(x, NID_ext_key_usage, "serverAuth") ||
+	    !add_ext(x, NID_ext_key_usage, "serverAuth,clientAuth") ||
 	    !add_ext(x, NID_subject_key_identifier, "hash") ||
 	    !add_ext(x, NID_subject_alt_name, san) ||
 	    !X509_sign(x, key, EVP_sha256())) {
@@ -145,8 +145,8 @@ out:
 	return ret;
 }
 
-int tls_server_ctx(const char *cert_path, const char *key_path, SSL_CTX **out,
-		   char fingerprint[TLS_FP_LEN], struct vc_error *err)
+int vc_tls_server_ctx(const char *cert_path, const char *key_path, SSL_CTX **out,
+		   char fingerprint[VC_TLS_FP_LEN], struct vc_error *err)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 	struct stat sb;
@@ -182,5 +182,14 @@ int tls_server_ctx(const char *cert_path, const char *key_path, SSL_CTX **out,
 	for (unsigned i = 0; i < mdlen; i++)
 		snprintf(fingerprint + 3 * i, 4, i + 1 < mdlen ? "%02X:" : "%02X", md[i]);
 	*out = ctx;
+	return 0;
+}
+
+int vc_tls_fingerprint(X509 *x, uint8_t out[32])
+{
+	unsigned int len = 0;
+
+	if (!x || X509_digest(x, EVP_sha256(), out, &len) != 1 || len != 32)
+		return -EINVAL;
 	return 0;
 }
