@@ -70,6 +70,7 @@ void cli_progress_done(struct cli_progress *p);
 int cmd_disk(int argc, char **argv);
 int cmd_kmip(int argc, char **argv);
 int cmd_vmfile(int argc, char **argv);
+int cmd_host(int argc, char **argv);
 /* Manager commands (cmd_mgr*.c). */
 int cmd_login(int argc, char **argv);
 int cmd_logout(int argc, char **argv);

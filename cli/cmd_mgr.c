@@ -62,6 +62,11 @@ static const struct optdef {
 	[O_FORMAT_LIST] = { "format", required_argument, 0, O_NONE, "table|json|jsonl|csv" },
 	[O_FORMAT_EXPORT] = { "format", required_argument, 0, O_NONE, "jsonl|csv" },
 	[O_FILE] = { "file", required_argument, 0, O_NONE, NULL },
+	[O_ADDRESS] = { "address", required_argument, 0, O_NONE, NULL },
+	[O_TOKEN_FILE] = { "join-token-file", required_argument, F_PW, O_TOKEN_FD, NULL },
+	[O_TOKEN_FD] = { "join-token-fd", required_argument, F_INT | F_FD, O_TOKEN_FILE, NULL },
+	[O_HOST_THUMBPRINT] = { "thumbprint", required_argument, 0, O_NONE, NULL },
+	[O_YES] = { "yes", no_argument, 0, O_NONE, NULL },
 };
 
 /* getopt values: past every character option. */

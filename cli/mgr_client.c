@@ -83,8 +83,10 @@ void mgr_close(struct mgr *m)
 	if (m->curl)
 		curl_easy_cleanup(m->curl);
 	json_decref(m->session);
+	json_decref(m->last_error);
 	m->curl = NULL;
 	m->session = NULL;
+	m->last_error = NULL;
 }
 
 int mgr_fail(struct mgr *m)
@@ -545,6 +547,9 @@ static int http_failed(struct mgr *m, long status, const struct sink *s)
 		r = mgr_error(m, status_exit(status), "%s", msg);
 	else
 		r = mgr_error(m, status_exit(status), "the server answered HTTP %ld", status);
+	/* Kept for callers that act on an error's details. */
+	json_decref(m->last_error);
+	m->last_error = json_incref(json_object_get(j, "error"));
 	json_decref(j);
 	return r;
 }

@@ -31,6 +31,7 @@ struct mgr {
 	char curl_msg[CURL_ERROR_SIZE];
 	int exit_code;
 	struct vc_error err;
+	json_t *last_error; /* the "error" object of the last HTTP error, or NULL */
 };
 
 /* Once per process, before any JSON value or curl handle exists: wiping
@@ -156,7 +157,8 @@ enum mgr_opt {
 	O_OBJECT, O_PRINCIPAL, O_ROLE, O_NO_PROPAGATE, O_PARENT, O_KIND, O_NAME, O_SERVER,
 	O_CERT_FILE, O_KEY_FILE, O_SERVER_NAME, O_TIMEOUT_MS, O_DEFAULT, O_RESTORE, O_OUT,
 	O_LABEL, O_NO_WAIT, O_ENCRYPT, O_MIGRATION, O_PROVIDER, O_FROM, O_TO, O_OPERATION,
-	O_FORMAT_LIST, O_FORMAT_EXPORT, O_FILE, O_COUNT
+	O_FORMAT_LIST, O_FORMAT_EXPORT, O_FILE, O_ADDRESS, O_TOKEN_FILE, O_TOKEN_FD,
+	O_HOST_THUMBPRINT, O_YES, O_COUNT
 };
 #define OPT(o) (1ULL << (o))
 #define MGR_MAX_REPEAT 32

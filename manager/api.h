@@ -29,6 +29,13 @@ int hash_password(struct req *r, const char *field, char **hash);
 extern const char *const inventory_kinds[];
 /* {"folder": priv, ...} for create (0), rename (1) or delete (2). */
 json_t *inventory_by_kind_json(int which);
+#define INV_ID_LEN 40
+/* Whether an object of kind may go under parent and the caller may put it
+ * there; replies (404, 400, 403) and returns < 0 if not. */
+int inv_check_place(struct req *r, const char *parent, const char *kind);
+/* Add it (no reply, no event): a new id into id. */
+int inv_add(struct req *r, const char *parent, const char *kind, const char *name,
+	    char id[INV_ID_LEN], struct vc_error *err);
 void api_inventory_list(struct req *r);
 void api_inventory_get(struct req *r);
 void api_inventory_create(struct req *r);
@@ -45,6 +52,12 @@ void api_provider_check(struct req *r);
 void api_provider_backup(struct req *r);
 void api_key_create(struct req *r);
 void api_key_get(struct req *r);
+
+/* hosts */
+void api_hosts_list(struct req *r);
+void api_host_add(struct req *r);
+void api_host_get(struct req *r);
+void api_host_mode(struct req *r);
 
 /* policies, tasks, events */
 extern const char *const migration_modes[];

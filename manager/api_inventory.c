@@ -95,49 +95,63 @@ void api_inventory_get(struct req *r)
 	free(o.mem);
 }
 
+int inv_check_place(struct req *r, const char *parent, const char *kind)
+{
+	const struct kind_rule *k = rule_of(kind);
+	const char *pkind = authz_kind(r->m, parent);
+	char pk[16];
+
+	if (!pkind) {
+		reply_error(r, 404, "not_found", "no inventory object '%s'", parent);
+		return -ENOENT;
+	}
+	snprintf(pk, sizeof pk, " %s ", pkind);
+	if (!k || !strstr(k->parents, pk)) {
+		reply_error(r, 400, "bad_request", "a %s cannot be placed under a %s", kind,
+			    pkind);
+		return -EINVAL;
+	}
+	return need_priv(r, k->create, parent);
+}
+
+int inv_add(struct req *r, const char *parent, const char *kind, const char *name,
+	    char id[INV_ID_LEN], struct vc_error *err)
+{
+	const struct kind_rule *k = rule_of(kind);
+	uint8_t rnd[6];
+	int ret = vc_random_bytes(rnd, sizeof rnd, err);
+
+	if (ret < 0)
+		return ret;
+	snprintf(id, INV_ID_LEN, "%s-", kind);
+	vc_hex_encode(rnd, sizeof rnd, id + strlen(id));
+	ret = vc_store_object_add(r->m->st, &(struct vc_store_object){ .id = id,
+				  .parent = parent, .kind = k->k, .name = name }, err);
+	if (ret == 0)
+		authz_invalidate(r->m);
+	return ret;
+}
+
 void api_inventory_create(struct req *r)
 {
 	const char *parent = json_string_value(json_object_get(r->body, "parent"));
 	const char *kind = json_string_value(json_object_get(r->body, "kind"));
 	const char *name = json_string_value(json_object_get(r->body, "name"));
-	const struct kind_rule *k = rule_of(kind);
-	const char *pkind = authz_kind(r->m, parent);
-	struct vc_store_object o;
 	struct vc_error err = { 0 };
-	char id[40], pk[16];
-	uint8_t rnd[6];
+	char id[INV_ID_LEN];
 	int ret;
 
-	if (!pkind) {
-		reply_error(r, 404, "not_found", "no inventory object '%s'", parent);
+	if (inv_check_place(r, parent, kind) < 0)
 		return;
-	}
-	snprintf(pk, sizeof pk, " %s ", pkind);
-	if (!strstr(k->parents, pk)) {
-		reply_error(r, 400, "bad_request", "a %s cannot be placed under a %s", kind,
-			    pkind);
-		return;
-	}
-	if (need_priv(r, k->create, parent) < 0)
-		return;
-	ret = vc_random_bytes(rnd, sizeof rnd, &err);
+	ret = inv_add(r, parent, kind, name, id, &err);
 	if (ret < 0) {
 		reply_errno(r, ret, &err);
 		return;
 	}
-	memcpy(id, kind, strlen(kind));
-	id[strlen(kind)] = '-';
-	vc_hex_encode(rnd, sizeof rnd, id + strlen(kind) + 1);
-	o = (struct vc_store_object){ .id = id, .parent = parent, .kind = k->k, .name = name };
-	ret = vc_store_object_add(r->m->st, &o, &err);
-	if (ret < 0) {
-		reply_errno(r, ret, &err);
-		return;
-	}
-	authz_invalidate(r->m);
 	ev_log(r->m, r->user, "inventory.create", id, NULL, NULL, EV_OK,
 	       "created %s '%s' under '%s'", kind, name, parent);
-	reply_json(r, 201, obj_json(&o));
+	reply_json(r, 201, obj_json(&(struct vc_store_object){ .id = id, .parent = parent,
+				    .kind = rule_of(kind)->k, .name = name }));
 }
 
 /* The rule of an existing object the caller may change (the privilege

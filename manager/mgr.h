@@ -70,6 +70,10 @@ struct mgr {
 	pthread_cond_t task_cond;
 	struct mgr_task *queue;
 	bool stopping;
+
+	/* The manager's certificate and key (its client identity towards
+	 * host agents too). */
+	char cert_path[4096], key_path[4096];
 };
 
 /* One API call. */

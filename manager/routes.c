@@ -54,6 +54,12 @@ static const struct vc_field policy_f[] = {
 	{ "provider", VC_F_NAME_OR_NULL, false, 0, 0, NULL, NULL },
 	END };
 
+static const struct vc_field host_f[] = {
+	STR("address", true, 3, 280), STR("join_token", true, 1, 1024), NAME("parent", true),
+	NAME("name", true), STR("thumbprint", false, 64, 95), END };
+static const struct vc_field mode_f[] = { { "enabled", VC_F_BOOL, true, 0, 0, NULL, NULL },
+					  END };
+
 static const char *const q_object[] = { "object", NULL };
 static const char *const q_perm_del[] = { "principal", "object", "group", NULL };
 static const char *const q_events[] = { "from", "to", "user", "object", "operation", "format",
@@ -108,6 +114,14 @@ const struct route mgr_routes[] = {
 	  api_inventory_rename, "rename an object (privilege by kind)" },
 	{ DEL, "/api/v1/inventory/{id}", PRIV_BY_KIND, OBJ_PARAM, NULL, NULL,
 	  api_inventory_delete, "delete an empty object (privilege by kind)" },
+	{ GET, "/api/v1/hosts", P(SYSTEM_READ), OBJ_ROOT, NULL, NULL, api_hosts_list,
+	  "list host agents" },
+	{ POST, "/api/v1/hosts", P(HOST_ADD), OBJ_BODY_PARENT, host_f, NULL, api_host_add,
+	  "add a host agent (confirm its thumbprint; both sides pin)" },
+	{ GET, "/api/v1/hosts/{id}", P(SYSTEM_VIEW), OBJ_PARAM, NULL, NULL, api_host_get,
+	  "a host and its agent's live state" },
+	{ PUT, "/api/v1/hosts/{id}/encryption-mode", P(CRYPTO_REGISTER_HOST), OBJ_PARAM, mode_f,
+	  NULL, api_host_mode, "enable or disable host encryption mode" },
 	{ GET, "/api/v1/key-providers", P(CRYPTO_READ_KEY_SERVERS), OBJ_ROOT, NULL, NULL,
 	  api_providers_list, "list key providers and their health" },
 	{ GET, "/api/v1/key-providers/{name}", P(CRYPTO_READ_KEY_SERVERS), OBJ_ROOT, NULL, NULL,

@@ -18,6 +18,7 @@
 #include <event2/thread.h>
 
 #include "api.h"
+#include "hostclient.h"
 #include "server.h"
 #include "vc_tlscert.h"
 #include "vc_json.h"
@@ -330,8 +331,11 @@ static int setup_tls(struct mgr *m, SSL_CTX **ctx, char fp[VC_TLS_FP_LEN], struc
 
 	if (!m->cfg.tls_cert != !m->cfg.tls_key)
 		return vc_error_set(err, -EINVAL, "give both tls-cert and tls-key, or neither");
-	if (m->cfg.tls_cert)
+	if (m->cfg.tls_cert) {
+		snprintf(m->cert_path, sizeof m->cert_path, "%s", m->cfg.tls_cert);
+		snprintf(m->key_path, sizeof m->key_path, "%s", m->cfg.tls_key);
 		return vc_tls_server_ctx(m->cfg.tls_cert, m->cfg.tls_key, ctx, fp, err);
+	}
 	snprintf(cert, sizeof cert, "%s/tls/manager.crt", m->cfg.data_dir);
 	snprintf(key, sizeof key, "%s/tls/manager.key", m->cfg.data_dir);
 	if (access(cert, F_OK) < 0 && access(key, F_OK) < 0) {
@@ -341,6 +345,8 @@ static int setup_tls(struct mgr *m, SSL_CTX **ctx, char fp[VC_TLS_FP_LEN], struc
 			return ret;
 		vc_log(VC_LOG_INFO, "made a self-signed certificate in %s", cert);
 	}
+	snprintf(m->cert_path, sizeof m->cert_path, "%s", cert);
+	snprintf(m->key_path, sizeof m->key_path, "%s", key);
 	return vc_tls_server_ctx(cert, key, ctx, fp, err);
 }
 
@@ -458,7 +464,10 @@ int main(int argc, char **argv)
 		vc_log(VC_LOG_WARN, "%s", vc_error_msg(&err));
 	err = (struct vc_error){ 0 };
 	pthread_mutex_init(&m.lock, NULL);
-	ret = run(&m, &err);
+	ret = hostclient_init(&err);
+	if (ret == 0)
+		ret = run(&m, &err);
+	hostclient_cleanup();
 	if (ret < 0)
 		fprintf(stderr, "vmcryptd: error: %s\n", vc_error_msg(&err));
 	else
