@@ -27,6 +27,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "hostd.h"
 #include "request.h"
 #include "vc_crypto.h"
 #include "vc_encode.h"
@@ -41,31 +42,6 @@
 #define VMCRYPT_VERSION "unknown"
 #endif
 
-#define KEYS_MAX 65536        /* in the cache */
-#define KEYS_PER_CALL 256     /* in one request (bodies stay under 64 KiB) */
-
-struct cached_key {
-	char provider[VC_REQ_NAME_MAX + 1];
-	char key_id[VC_REQ_PARAM_MAX];
-	struct vc_secret *key;
-	struct cached_key *next;
-};
-
-struct hostd {
-	char *data_dir, *listen;
-	/* Persistent state (host.json). */
-	char host_id[VC_UUID_STR_LEN];
-	bool claimed;
-	uint8_t manager_fp[32];
-	uint8_t token_hash[32];
-	bool encryption_mode;
-	/* Volatile: keys live only here, in locked memory. */
-	struct cached_key *keys;
-	size_t nkeys;
-	char own_fp[VC_TLS_FP_LEN];
-	SSL_CTX *ctx;
-};
-
 /* Once claimed, a connection without the manager's certificate does not
  * even finish its handshake. */
 static void set_verify(struct hostd *h)
@@ -74,18 +50,8 @@ static void set_verify(struct hostd *h)
 				   (h->claimed ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), NULL);
 }
 
-struct hreq {
-	struct hostd *h;
-	struct evhttp_request *er;
-	int method;
-	struct vc_target t;
-	json_t *body;
-	uint8_t peer_fp[32];
-	bool have_peer;
-};
-
 /* ---- replies ---- */
-static void reply_json(struct hreq *r, int status, json_t *j)
+void reply_json(struct hreq *r, int status, json_t *j)
 {
 	struct evbuffer *b = evbuffer_new();
 	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
@@ -101,10 +67,7 @@ static void reply_json(struct hreq *r, int status, json_t *j)
 		evbuffer_free(b);
 }
 
-static void reply_error(struct hreq *r, int status, const char *code, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static void reply_error(struct hreq *r, int status, const char *code, const char *fmt, ...)
+void reply_error(struct hreq *r, int status, const char *code, const char *fmt, ...)
 {
 	char msg[VC_ERROR_MSG_MAX];
 	va_list ap;
@@ -364,7 +327,7 @@ static void h_mode(struct hreq *r)
 	reply_json(r, 200, host_json(h));
 }
 
-static struct cached_key *key_find(struct hostd *h, const char *prov, const char *id)
+struct cached_key *key_find(struct hostd *h, const char *prov, const char *id)
 {
 	for (struct cached_key *k = h->keys; k; k = k->next)
 		if (!strcmp(k->provider, prov) && !strcmp(k->key_id, id))
@@ -469,6 +432,13 @@ static const struct {
 	{ EVHTTP_REQ_PUT, "/api/v1/host/encryption-mode", false, mode_f, h_mode },
 	{ EVHTTP_REQ_PUT, "/api/v1/keys", false, keys_f, h_keys_put },
 	{ EVHTTP_REQ_DELETE, "/api/v1/keys", false, NULL, h_keys_flush },
+	{ EVHTTP_REQ_GET, "/api/v1/vms", false, NULL, h_vms_list },
+	{ EVHTTP_REQ_POST, "/api/v1/vms", false, vm_create_f, h_vm_create },
+	{ EVHTTP_REQ_GET, "/api/v1/vms/{uuid}", false, NULL, h_vm_get },
+	{ EVHTTP_REQ_POST, "/api/v1/vms/{uuid}/disks/{n}/encrypt", false, vm_encrypt_f,
+	  h_vm_encrypt_disk },
+	{ EVHTTP_REQ_POST, "/api/v1/vms/{uuid}/encrypt", false, vm_encrypt_f, h_vm_encrypt_finish },
+	{ EVHTTP_REQ_GET, "/api/v1/vms/{uuid}/disks/{n}/data", false, NULL, h_vm_export_disk },
 };
 
 static void serve(struct hreq *r)
@@ -492,6 +462,8 @@ static void serve(struct hreq *r)
 			other = true;
 			continue;
 		}
+		for (size_t p = 0; p < np; p++)
+			r->param[p] = r->t.seg[params[p]];
 		peer_of(r);
 		/* Defence in depth: the handshake already refused other
 		 * certificates once claimed. */
@@ -546,6 +518,7 @@ static void usage(FILE *f)
 		"  --data-dir DIR      the agent's state (created 0700): TLS identity, host.json\n"
 		"  --listen ADDR:PORT  HTTPS address for the manager (default 127.0.0.1:7443;\n"
 		"                      port 0 picks one, printed when ready)\n"
+		"  --datastore DIR     where VM folders live (default DATA-DIR/datastore)\n"
 		"On first start it prints a one-time join token; a manager adds the host with\n"
 		"that token and the host's certificate thumbprint, and from then on the host\n"
 		"answers only that manager's certificate. Keys pushed by the manager are held\n"
@@ -627,6 +600,15 @@ static int prepare(struct hostd *h, SSL_CTX **ctx, int *lockfd, struct vc_error 
 	ret = vc_tls_server_ctx(cert, key, ctx, h->own_fp, err);
 	if (ret < 0)
 		return ret;
+	if (!h->datastore) {
+		static char ds[PATH_MAX];
+
+		snprintf(ds, sizeof ds, "%s/datastore", h->data_dir);
+		h->datastore = ds;
+	}
+	ret = vms_load(h, err);
+	if (ret < 0)
+		return ret;
 	/* Ask every client for a certificate; verify_peer pins it. */
 	h->ctx = *ctx;
 	set_verify(h);
@@ -700,6 +682,7 @@ static int run(struct hostd *h, struct vc_error *err)
 		event_base_free(base);
 	SSL_CTX_free(ctx);
 	keys_flush(h);
+	vms_free(h);
 	if (lockfd >= 0)
 		close(lockfd);
 	return ret;
@@ -710,6 +693,7 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "data-dir", required_argument, NULL, 'd' },
 		{ "listen", required_argument, NULL, 'l' },
+		{ "datastore", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
@@ -729,6 +713,9 @@ int main(int argc, char **argv)
 			break;
 		case 'l':
 			h.listen = optarg;
+			break;
+		case 's':
+			h.datastore = optarg;
 			break;
 		case 'h':
 			usage(stdout);

@@ -1,0 +1,781 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* VMs on the host's datastore: one folder per VM with vm.json (plaintext
+ * but for its wrapped VM key), disks in the vmcrypt format (or raw while
+ * plaintext), nvram as an encrypted VM file (or raw). Every change to a
+ * folder ends with an atomic replace of vm.json, so a VM is always in one
+ * consistent state; a crash leaves at most a stray temporary file. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <jansson.h>
+
+#include "hostd.h"
+#include "vc_crypto.h"
+#include "vc_disk.h"
+#include "vc_encode.h"
+#include "vc_fileio.h"
+#include "vc_json.h"
+#include "vc_log.h"
+#include "vc_vmfile.h"
+#include "vc_wrap.h"
+
+#define DISKS_MAX 16
+#define DISK_MAX_BYTES ((uint64_t)1 << 40)
+#define NVRAM_BYTES (128 * 1024)
+#define EXPORT_MAX ((uint64_t)256 << 20)
+#define COPY_CHUNK ((size_t)1 << 20)
+#define VM_KEY_FORMAT "vmcrypt-vm-key/1"
+
+struct vm_disk {
+	char file[32];
+	uint64_t size;
+	bool encrypted;
+};
+
+struct vm {
+	char uuid[VC_UUID_STR_LEN];
+	char name[VC_REQ_NAME_MAX + 1];
+	bool encrypted;                       /* VM key made, nvram sealed */
+	char provider[VC_REQ_NAME_MAX + 1];   /* its KEK, once it has one */
+	char key_id[VC_REQ_PARAM_MAX];
+	char wrapped_key[128];                /* base64 of the wrapped VM key */
+	char nvram[32];
+	struct vm_disk disks[DISKS_MAX];
+	size_t ndisks;
+	char error[VC_ERROR_MSG_MAX];         /* a folder that could not be read */
+	struct vm *next;
+};
+
+static void vm_dir(struct hostd *h, const struct vm *v, char *out, size_t len)
+{
+	snprintf(out, len, "%s/%s", h->datastore, v->uuid);
+}
+
+static void vm_path(struct hostd *h, const struct vm *v, const char *file, char *out,
+		    size_t len)
+{
+	snprintf(out, len, "%s/%s/%s", h->datastore, v->uuid, file);
+}
+
+static bool needs_key(const struct vm *v)
+{
+	if (v->encrypted)
+		return true;
+	for (size_t i = 0; i < v->ndisks; i++)
+		if (v->disks[i].encrypted)
+			return true;
+	return false;
+}
+
+/* The VM's KEK from the cache, or NULL with the reason in err. */
+static const struct vc_secret *vm_kek(struct hostd *h, const struct vm *v, struct vc_error *err)
+{
+	struct cached_key *k = v->provider[0] ? key_find(h, v->provider, v->key_id) : NULL;
+
+	if (!k) {
+		vc_error_set(err, -ENOKEY, "key %s of provider %s is not in the host's key cache "
+			     "(the manager pushes it when the provider can be reached)",
+			     v->key_id, v->provider);
+		return NULL;
+	}
+	return k->key;
+}
+
+static json_t *vm_json(struct hostd *h, const struct vm *v)
+{
+	struct vc_error err = { 0 };
+	json_t *disks = json_array(), *j;
+	const char *state = "ready";
+
+	if (v->error[0])
+		state = "error";
+	else if (needs_key(v) && !vm_kek(h, v, &err))
+		state = "locked";
+	for (size_t i = 0; i < v->ndisks; i++)
+		json_array_append_new(disks, json_pack("{s:I,s:s,s:I,s:b}", "index", (json_int_t)i,
+						       "file", v->disks[i].file, "size",
+						       (json_int_t)v->disks[i].size, "encrypted",
+						       v->disks[i].encrypted));
+	j = json_pack("{s:s,s:s,s:b,s:o,s:o,s:s,s:o,s:s}", "uuid", v->uuid, "name", v->name,
+		      "encrypted", v->encrypted, "provider", v->provider[0] ? json_string(v->provider)
+									   : json_null(),
+		      "key_id", v->key_id[0] ? json_string(v->key_id) : json_null(), "state", state,
+		      "disks", disks, "nvram", v->nvram);
+	if (v->error[0])
+		json_object_set_new(j, "reason", json_string(v->error));
+	else if (!strcmp(state, "locked"))
+		json_object_set_new(j, "reason", json_string(vc_error_msg(&err)));
+	return j;
+}
+
+json_t *vms_json(struct hostd *h)
+{
+	json_t *arr = json_array();
+
+	for (struct vm *v = h->vms; v; v = v->next)
+		json_array_append_new(arr, vm_json(h, v));
+	return arr;
+}
+
+/* ---- vm.json ---- */
+static int write_file_atomic(const char *path, const void *data, size_t len,
+			     struct vc_error *err)
+{
+	char tmp[PATH_MAX + 8];
+	int fd, ret = 0;
+
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return vc_error_errno(err, errno, "cannot write %s", tmp);
+	if (write(fd, data, len) != (ssize_t)len || fsync(fd) < 0)
+		ret = vc_error_errno(err, errno, "cannot write %s", tmp);
+	if (close(fd) < 0 && ret == 0)
+		ret = vc_error_errno(err, errno, "cannot write %s", tmp);
+	if (ret == 0 && rename(tmp, path) < 0)
+		ret = vc_error_errno(err, errno, "cannot replace %s", path);
+	if (ret < 0)
+		unlink(tmp);
+	return ret;
+}
+
+static int vm_save(struct hostd *h, const struct vm *v, struct vc_error *err)
+{
+	char path[PATH_MAX], dir[PATH_MAX];
+	json_t *disks = json_array(), *j;
+	char *s;
+	int ret, dfd;
+
+	for (size_t i = 0; i < v->ndisks; i++)
+		json_array_append_new(disks, json_pack("{s:s,s:I,s:b}", "file", v->disks[i].file,
+						       "size", (json_int_t)v->disks[i].size,
+						       "encrypted", v->disks[i].encrypted));
+	j = json_pack("{s:i,s:s,s:s,s:b,s:s,s:s,s:s,s:s,s:o}", "version", 1, "uuid", v->uuid,
+		      "name", v->name, "encrypted", v->encrypted, "provider", v->provider,
+		      "key_id", v->key_id, "wrapped_vm_key", v->wrapped_key, "nvram", v->nvram,
+		      "disks", disks);
+	s = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+	json_decref(j);
+	if (!s)
+		return vc_error_set(err, -ENOMEM, "out of memory");
+	vm_path(h, v, "vm.json", path, sizeof path);
+	ret = write_file_atomic(path, s, strlen(s), err);
+	vc_json_free_dump(s);
+	/* The rename is durable once the directory is. */
+	vm_dir(h, v, dir, sizeof dir);
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		if (fsync(dfd) < 0 && ret == 0)
+			ret = vc_error_errno(err, errno, "cannot sync %s", dir);
+		close(dfd);
+	}
+	return ret;
+}
+
+enum { MAY_BE_EMPTY = 1, FILE_NAME = 2 };
+
+static int copy_str(char *dst, size_t cap, json_t *v, unsigned flags)
+{
+	const char *s = json_string_value(v);
+
+	if (!s || strlen(s) >= cap || (!(flags & MAY_BE_EMPTY) && !s[0]) ||
+	    ((flags & FILE_NAME) && (strchr(s, '/') || s[0] == '.')))
+		return -EBADMSG;
+	memcpy(dst, s, strlen(s) + 1);
+	return 0;
+}
+
+static int vm_parse(json_t *j, struct vm *v)
+{
+	json_t *disks = json_object_get(j, "disks"), *d;
+	size_t i;
+
+	if (json_integer_value(json_object_get(j, "version")) != 1 ||
+	    copy_str(v->uuid, sizeof v->uuid, json_object_get(j, "uuid"), FILE_NAME) ||
+	    copy_str(v->name, sizeof v->name, json_object_get(j, "name"), 0) ||
+	    copy_str(v->provider, sizeof v->provider, json_object_get(j, "provider"), MAY_BE_EMPTY) ||
+	    copy_str(v->key_id, sizeof v->key_id, json_object_get(j, "key_id"), MAY_BE_EMPTY) ||
+	    copy_str(v->wrapped_key, sizeof v->wrapped_key, json_object_get(j, "wrapped_vm_key"),
+		     MAY_BE_EMPTY) ||
+	    copy_str(v->nvram, sizeof v->nvram, json_object_get(j, "nvram"), FILE_NAME) ||
+	    !json_is_boolean(json_object_get(j, "encrypted")) || !json_is_array(disks) ||
+	    json_array_size(disks) > DISKS_MAX)
+		return -EBADMSG;
+	v->encrypted = json_is_true(json_object_get(j, "encrypted"));
+	json_array_foreach(disks, i, d) {
+		json_int_t size = json_integer_value(json_object_get(d, "size"));
+
+		if (copy_str(v->disks[i].file, sizeof v->disks[i].file, json_object_get(d, "file"),
+			     FILE_NAME) ||
+		    !json_is_boolean(json_object_get(d, "encrypted")) || size <= 0 ||
+		    (uint64_t)size > DISK_MAX_BYTES)
+			return -EBADMSG;
+		v->disks[i].size = (uint64_t)size;
+		v->disks[i].encrypted = json_is_true(json_object_get(d, "encrypted"));
+	}
+	v->ndisks = json_array_size(disks);
+	return 0;
+}
+
+static struct vm *vm_find(struct hostd *h, const char *uuid)
+{
+	for (struct vm *v = h->vms; v; v = v->next)
+		if (!strcmp(v->uuid, uuid))
+			return v;
+	return NULL;
+}
+
+static void vm_load_one(struct hostd *h, const char *name)
+{
+	char path[PATH_MAX];
+	struct vm *v = calloc(1, sizeof *v);
+	json_error_t je;
+	json_t *j;
+
+	if (!v)
+		return;
+	snprintf(path, sizeof path, "%s/%s/vm.json", h->datastore, name);
+	j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+	if (!j || vm_parse(j, v) < 0 || strcmp(v->uuid, name) != 0) {
+		memset(v, 0, sizeof *v);
+		snprintf(v->uuid, sizeof v->uuid, "%.36s", name);
+		snprintf(v->name, sizeof v->name, "%.36s", name);
+		snprintf(v->nvram, sizeof v->nvram, "-");
+		snprintf(v->error, sizeof v->error, "%.36s/vm.json: %.200s", name,
+			 j ? "not a valid VM configuration (fields)" : je.text);
+		vc_log(VC_LOG_WARN, "datastore: %s", v->error);
+	}
+	json_decref(j);
+	v->next = h->vms;
+	h->vms = v;
+}
+
+int vms_load(struct hostd *h, struct vc_error *err)
+{
+	DIR *d;
+	struct dirent *e;
+
+	if (mkdir(h->datastore, 0700) < 0 && errno != EEXIST)
+		return vc_error_errno(err, errno, "cannot create datastore %s", h->datastore);
+	d = opendir(h->datastore);
+	if (!d)
+		return vc_error_errno(err, errno, "cannot read datastore %s", h->datastore);
+	while ((e = readdir(d))) {
+		struct vc_uuid u;
+
+		/* Folders named by a UUID are VMs; anything else is not ours. */
+		if (strlen(e->d_name) == VC_UUID_STR_LEN - 1 && vc_uuid_parse(e->d_name, &u) == 0)
+			vm_load_one(h, e->d_name);
+	}
+	closedir(d);
+	return 0;
+}
+
+void vms_free(struct hostd *h)
+{
+	while (h->vms) {
+		struct vm *v = h->vms;
+
+		h->vms = v->next;
+		free(v);
+	}
+}
+
+/* ---- files ---- */
+static int create_sparse(const char *path, uint64_t size, int *fd, struct vc_error *err)
+{
+	*fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (*fd < 0)
+		return vc_error_errno(err, errno, "cannot create %s", path);
+	if (ftruncate(*fd, (off_t)size) < 0) {
+		int e = errno;
+
+		close(*fd);
+		*fd = -1;
+		unlink(path);
+		return vc_error_errno(err, e, "cannot size %s", path);
+	}
+	return 0;
+}
+
+/* A new encrypted disk (sparse, all zeros) at path. */
+static int make_encrypted_disk(const char *path, uint64_t size, const struct vm *v,
+			       const struct vc_secret *kek, int *fd_out, struct vc_error *err)
+{
+	struct vc_disk_params p = { .virtual_size = size, .sector_size = 4096,
+				    .provider = v->provider, .key_id = v->key_id };
+	struct vc_file f = { .name = path };
+	struct vc_disk_io io;
+	uint64_t container;
+	int fd, ret = vc_disk_container_size(size, 4096, &container, err);
+
+	if (ret == 0)
+		ret = create_sparse(path, container, &fd, err);
+	if (ret < 0)
+		return ret;
+	f.fd = fd;
+	vc_file_io(&f, &io);
+	ret = vc_disk_format(&io, &p, kek, NULL, err);
+	if (ret == 0 && fsync(fd) < 0)
+		ret = vc_error_errno(err, errno, "cannot sync %s", path);
+	if (ret < 0 || !fd_out) {
+		close(fd);
+		if (ret < 0)
+			unlink(path);
+	} else {
+		*fd_out = fd;
+	}
+	return ret;
+}
+
+/* Copy a raw disk into a new encrypted one at path, all-zero chunks left
+ * as holes. */
+static int encrypt_copy(const char *raw, const char *path, uint64_t size, const struct vm *v,
+			const struct vc_secret *kek, struct vc_error *err)
+{
+	struct vc_file f = { .name = path };
+	struct vc_disk_io io;
+	struct vc_disk *d = NULL;
+	uint8_t *buf = malloc(COPY_CHUNK);
+	int in = open(raw, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), fd = -1, ret;
+
+	if (!buf || in < 0) {
+		ret = !buf ? vc_error_set(err, -ENOMEM, "out of memory")
+			   : vc_error_errno(err, errno, "cannot open %s", raw);
+		goto out;
+	}
+	ret = make_encrypted_disk(path, size, v, kek, &fd, err);
+	if (ret < 0)
+		goto out;
+	f.fd = fd;
+	vc_file_io(&f, &io);
+	ret = vc_disk_open(&io, kek, NULL, 0, &d, err);
+	for (uint64_t off = 0; ret == 0 && off < size; off += COPY_CHUNK) {
+		size_t n = size - off < COPY_CHUNK ? (size_t)(size - off) : COPY_CHUNK;
+		ssize_t got = pread(in, buf, n, (off_t)off);
+
+		if (got != (ssize_t)n) {
+			ret = vc_error_set(err, -EIO, "%s is shorter than its %llu bytes", raw,
+					   (unsigned long long)size);
+			break;
+		}
+		if (!vc_is_zero(buf, n))
+			ret = vc_disk_write(d, buf, n, off, err);
+	}
+	if (ret == 0)
+		ret = vc_disk_flush(d, err);
+	vc_disk_close(d);
+	if (ret == 0 && fsync(fd) < 0)
+		ret = vc_error_errno(err, errno, "cannot sync %s", path);
+	if (ret < 0)
+		unlink(path);
+out:
+	if (buf) {
+		vc_wipe(buf, COPY_CHUNK);
+		free(buf);
+	}
+	if (fd >= 0)
+		close(fd);
+	if (in >= 0)
+		close(in);
+	return ret;
+}
+
+/* ---- handlers ---- */
+static struct vm *path_vm(struct hreq *r)
+{
+	struct vm *v = vm_find(r->h, r->param[0]);
+
+	if (!v)
+		reply_error(r, 404, "not_found", "no VM %s on this host", r->param[0]);
+	else if (v->error[0]) {
+		reply_error(r, 409, "conflict", "%s", v->error);
+		v = NULL;
+	}
+	return v;
+}
+
+void h_vms_list(struct hreq *r)
+{
+	reply_json(r, 200, json_pack("{s:o}", "vms", vms_json(r->h)));
+}
+
+void h_vm_get(struct hreq *r)
+{
+	struct vm *v = vm_find(r->h, r->param[0]);
+
+	if (!v)
+		reply_error(r, 404, "not_found", "no VM %s on this host", r->param[0]);
+	else
+		reply_json(r, 200, vm_json(r->h, v));
+}
+
+static const struct vc_field enc_f[] = {
+	{ "provider", VC_F_NAME, true, 0, 0, NULL, NULL },
+	{ "key_id", VC_F_STRING, true, 1, 127, NULL, NULL },
+	{ 0 },
+};
+const struct vc_field vm_create_f[] = {
+	{ "uuid", VC_F_STRING, true, 36, 36, NULL, NULL },
+	{ "name", VC_F_NAME, true, 0, 0, NULL, NULL },
+	{ "disks", VC_F_OBJECTS, true, 0, DISKS_MAX, (const struct vc_field[]){
+		{ "size", VC_F_INT, true, 4096, (int64_t)DISK_MAX_BYTES, NULL, NULL }, { 0 } },
+	  NULL },
+	{ "encryption", VC_F_OBJECT, false, 0, 0, enc_f, NULL },
+	{ 0 },
+};
+const struct vc_field vm_encrypt_f[] = {
+	{ "provider", VC_F_NAME, true, 0, 0, NULL, NULL },
+	{ "key_id", VC_F_STRING, true, 1, 127, NULL, NULL },
+	{ 0 },
+};
+
+/* Set v's KEK and check it can be used here; replies if not. */
+static const struct vc_secret *take_kek(struct hreq *r, struct vm *v, json_t *enc)
+{
+	struct vc_error err = { 0 };
+	const struct vc_secret *kek;
+
+	if (!r->h->encryption_mode) {
+		reply_error(r, 409, "conflict", "host encryption mode is off: enable it first");
+		return NULL;
+	}
+	snprintf(v->provider, sizeof v->provider, "%s",
+		 json_string_value(json_object_get(enc, "provider")));
+	snprintf(v->key_id, sizeof v->key_id, "%s", json_string_value(json_object_get(enc, "key_id")));
+	if (strlen(v->provider) > VC_DISK_PROVIDER_MAX) {
+		reply_error(r, 400, "bad_request", "provider names on disks hold at most %d bytes",
+			    VC_DISK_PROVIDER_MAX);
+		return NULL;
+	}
+	kek = vm_kek(r->h, v, &err);
+	if (!kek)
+		reply_error(r, 409, "key_missing", "%s", vc_error_msg(&err));
+	return kek;
+}
+
+/* Seal or write the nvram file and the VM key for an encrypted VM. */
+static int seal_vm(struct hostd *h, struct vm *v, const struct vc_secret *kek,
+		   const char *raw_nvram, struct vc_error *err)
+{
+	struct vc_uuid u;
+	struct vc_binding b = { .format = VM_KEY_FORMAT, .provider = v->provider,
+				.key_id = v->key_id };
+	struct vc_secret *vmkey = NULL;
+	uint8_t wrapped[32 + VC_WRAP_OVERHEAD];
+	char path[PATH_MAX], zero[PATH_MAX];
+	size_t wlen = 0;
+	int in = -1, out = -1, ret = vc_uuid_parse(v->uuid, &u) == 0 ? 0 : -EINVAL;
+
+	b.object = u.b;
+	if (ret == 0)
+		ret = vc_random_secret(32, &vmkey, err);
+	if (ret == 0)
+		ret = vc_wrap_key(kek, &b, vmkey, wrapped, sizeof wrapped, &wlen, err);
+	if (ret == 0 && !raw_nvram) {
+		/* A new VM: its nvram starts as NVRAM_BYTES of zeros. */
+		vm_path(h, v, "nvram.new", zero, sizeof zero);
+		ret = create_sparse(zero, NVRAM_BYTES, &in, err);
+		if (ret == 0)
+			unlink(zero);
+	} else if (ret == 0) {
+		in = open(raw_nvram, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (in < 0)
+			ret = vc_error_errno(err, errno, "cannot open %s", raw_nvram);
+	}
+	if (ret == 0) {
+		vm_path(h, v, "nvram.vcf", path, sizeof path);
+		out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (out < 0)
+			ret = vc_error_errno(err, errno, "cannot write %s", path);
+	}
+	if (ret == 0)
+		ret = vc_vmfile_seal_fd(vmkey, "nvram", 0, in, out, NULL, err);
+	if (ret == 0 && fsync(out) < 0)
+		ret = vc_error_errno(err, errno, "cannot sync %s", path);
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	if (ret == 0) {
+		vc_base64_encode(wrapped, wlen, v->wrapped_key);
+		snprintf(v->nvram, sizeof v->nvram, "nvram.vcf");
+		v->encrypted = true;
+	}
+	vc_secret_free(vmkey);
+	return ret;
+}
+
+void h_vm_create(struct hreq *r)
+{
+	struct hostd *h = r->h;
+	json_t *enc = json_object_get(r->body, "encryption"), *d;
+	struct vm *v = calloc(1, sizeof *v);
+	const struct vc_secret *kek = NULL;
+	struct vc_error err = { 0 };
+	struct vc_uuid u;
+	char dir[PATH_MAX], path[PATH_MAX];
+	size_t i;
+	int ret = 0;
+
+	if (!v) {
+		reply_error(r, 500, "internal", "out of memory");
+		return;
+	}
+	snprintf(v->uuid, sizeof v->uuid, "%s", json_string_value(json_object_get(r->body, "uuid")));
+	snprintf(v->name, sizeof v->name, "%s", json_string_value(json_object_get(r->body, "name")));
+	if (vc_uuid_parse(v->uuid, &u) < 0 || vm_find(h, v->uuid)) {
+		reply_error(r, vm_find(h, v->uuid) ? 409 : 400, vm_find(h, v->uuid) ? "conflict"
+			    : "bad_request", "VM %s: bad or existing UUID", v->uuid);
+		free(v);
+		return;
+	}
+	if (enc && !(kek = take_kek(r, v, enc))) {
+		free(v);
+		return;
+	}
+	vm_dir(h, v, dir, sizeof dir);
+	if (mkdir(dir, 0700) < 0) {
+		reply_error(r, 409, "conflict", "cannot create %s: %s", dir, strerror(errno));
+		free(v);
+		return;
+	}
+	json_array_foreach(json_object_get(r->body, "disks"), i, d) {
+		struct vm_disk *vd = &v->disks[v->ndisks];
+		uint64_t size = (uint64_t)json_integer_value(json_object_get(d, "size"));
+		int fd = -1;
+
+		if (size % 4096) {
+			ret = vc_error_set(&err, -EINVAL, "disk %zu: size is not a multiple of 4096", i);
+			break;
+		}
+		vd->size = size;
+		vd->encrypted = kek != NULL;
+		snprintf(vd->file, sizeof vd->file, kek ? "disk%zu.vcd" : "disk%zu.raw", i);
+		vm_path(h, v, vd->file, path, sizeof path);
+		ret = kek ? make_encrypted_disk(path, size, v, kek, NULL, &err)
+			  : create_sparse(path, size, &fd, &err);
+		if (fd >= 0)
+			close(fd);
+		if (ret < 0)
+			break;
+		v->ndisks++;
+	}
+	if (ret == 0 && kek)
+		ret = seal_vm(h, v, kek, NULL, &err);
+	if (ret == 0 && !kek) {
+		int fd = -1;
+
+		snprintf(v->nvram, sizeof v->nvram, "nvram.raw");
+		vm_path(h, v, v->nvram, path, sizeof path);
+		ret = create_sparse(path, NVRAM_BYTES, &fd, &err);
+		if (fd >= 0)
+			close(fd);
+	}
+	if (ret == 0)
+		ret = vm_save(h, v, &err);
+	if (ret < 0) {
+		/* Nothing of a half-made VM stays behind. */
+		DIR *dd = opendir(dir);
+		struct dirent *e;
+
+		while (dd && (e = readdir(dd)))
+			if (e->d_name[0] != '.') {
+				vm_path(h, v, e->d_name, path, sizeof path);
+				unlink(path);
+			}
+		if (dd)
+			closedir(dd);
+		rmdir(dir);
+		free(v);
+		reply_error(r, ret == -EINVAL ? 400 : 500, ret == -EINVAL ? "bad_request" : "internal",
+			    "%s", vc_error_msg(&err));
+		return;
+	}
+	v->next = h->vms;
+	h->vms = v;
+	vc_log(VC_LOG_INFO, "created VM %s (%s)%s", v->name, v->uuid, kek ? ", encrypted" : "");
+	reply_json(r, 201, vm_json(h, v));
+}
+
+/* Encrypt one disk of a plaintext VM: a new encrypted copy, then vm.json
+ * switched to it, then the plaintext file removed. Idempotent. */
+void h_vm_encrypt_disk(struct hreq *r)
+{
+	struct vm *v = path_vm(r);
+	struct vc_error err = { 0 };
+	const struct vc_secret *kek;
+	char raw[PATH_MAX], tmp[PATH_MAX + 8], fin[PATH_MAX], file[32];
+	unsigned long n;
+	char *end;
+	int ret;
+
+	if (!v)
+		return;
+	n = strtoul(r->param[1], &end, 10);
+	if (*end || n >= v->ndisks) {
+		reply_error(r, 404, "not_found", "VM %s has no disk %s", v->uuid, r->param[1]);
+		return;
+	}
+	if (v->provider[0] && (strcmp(v->provider,
+				      json_string_value(json_object_get(r->body, "provider"))) ||
+			       strcmp(v->key_id, json_string_value(json_object_get(r->body, "key_id"))))) {
+		reply_error(r, 409, "conflict", "VM %s is already being encrypted with key %s",
+			    v->uuid, v->key_id);
+		return;
+	}
+	if (!(kek = take_kek(r, v, r->body)))
+		return;
+	if (v->disks[n].encrypted) {
+		reply_json(r, 200, vm_json(r->h, v));
+		return;
+	}
+	snprintf(file, sizeof file, "disk%lu.vcd", n);
+	vm_path(r->h, v, v->disks[n].file, raw, sizeof raw);
+	vm_path(r->h, v, file, fin, sizeof fin);
+	snprintf(tmp, sizeof tmp, "%s.tmp", fin);
+	ret = encrypt_copy(raw, tmp, v->disks[n].size, v, kek, &err);
+	if (ret == 0 && rename(tmp, fin) < 0)
+		ret = vc_error_errno(&err, errno, "cannot rename %s", tmp);
+	if (ret == 0) {
+		struct vm_disk old = v->disks[n];
+
+		snprintf(v->disks[n].file, sizeof v->disks[n].file, "%s", file);
+		v->disks[n].encrypted = true;
+		ret = vm_save(r->h, v, &err);
+		if (ret < 0)
+			v->disks[n] = old;
+	}
+	if (ret < 0) {
+		unlink(tmp);
+		reply_error(r, 500, "internal", "%s", vc_error_msg(&err));
+		return;
+	}
+	/* Only now that vm.json names the encrypted copy. (Deleting a file
+	 * does not erase its blocks from the device: docs/SECURITY.md.) */
+	unlink(raw);
+	vc_log(VC_LOG_INFO, "VM %s: disk %lu encrypted with key %s of %s", v->uuid, n, v->key_id,
+	       v->provider);
+	reply_json(r, 200, vm_json(r->h, v));
+}
+
+/* The last step of encrypting a VM: the VM key and the sealed nvram. */
+void h_vm_encrypt_finish(struct hreq *r)
+{
+	struct vm *v = path_vm(r);
+	struct vc_error err = { 0 };
+	const struct vc_secret *kek;
+	char raw[PATH_MAX];
+	struct vm keep;
+	int ret;
+
+	if (!v)
+		return;
+	if (v->encrypted) {
+		reply_json(r, 200, vm_json(r->h, v));
+		return;
+	}
+	if (v->provider[0] && strcmp(v->key_id, json_string_value(json_object_get(r->body, "key_id")))) {
+		reply_error(r, 409, "conflict", "VM %s is being encrypted with another key", v->uuid);
+		return;
+	}
+	if (!(kek = take_kek(r, v, r->body)))
+		return;
+	for (size_t i = 0; i < v->ndisks; i++)
+		if (!v->disks[i].encrypted) {
+			reply_error(r, 409, "conflict", "disk %zu of VM %s is not encrypted yet", i,
+				    v->uuid);
+			return;
+		}
+	keep = *v;
+	vm_path(r->h, v, v->nvram, raw, sizeof raw);
+	ret = seal_vm(r->h, v, kek, raw, &err);
+	if (ret == 0)
+		ret = vm_save(r->h, v, &err);
+	if (ret < 0) {
+		keep.next = v->next;
+		*v = keep;
+		reply_error(r, 500, "internal", "%s", vc_error_msg(&err));
+		return;
+	}
+	unlink(raw);
+	vc_log(VC_LOG_INFO, "VM %s encrypted (VM key wrapped by %s of %s)", v->uuid, v->key_id,
+	       v->provider);
+	reply_json(r, 200, vm_json(r->h, v));
+}
+
+/* The plaintext of a disk, for checks and copies out (small disks). */
+void h_vm_export_disk(struct hreq *r)
+{
+	struct vm *v = path_vm(r);
+	struct vc_error err = { 0 };
+	struct evbuffer *b = NULL;
+	char path[PATH_MAX];
+	unsigned long n;
+	char *end;
+	int fd = -1, ret = 0;
+
+	if (!v)
+		return;
+	n = strtoul(r->param[1], &end, 10);
+	if (*end || n >= v->ndisks) {
+		reply_error(r, 404, "not_found", "VM %s has no disk %s", v->uuid, r->param[1]);
+		return;
+	}
+	if (v->disks[n].size > EXPORT_MAX) {
+		reply_error(r, 413, "payload_too_large", "disks over 256 MiB are not exported here");
+		return;
+	}
+	vm_path(r->h, v, v->disks[n].file, path, sizeof path);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	b = evbuffer_new();
+	if (fd < 0 || !b) {
+		ret = vc_error_errno(&err, fd < 0 ? errno : ENOMEM, "cannot open %s", path);
+	} else if (!v->disks[n].encrypted) {
+		ret = evbuffer_add_file(b, fd, 0, (ev_off_t)v->disks[n].size) == 0 ? 0 : -EIO;
+		fd = -1; /* evbuffer owns it now, even on failure */
+		if (ret < 0)
+			vc_error_set(&err, -EIO, "cannot read %s", path);
+	} else {
+		const struct vc_secret *kek = vm_kek(r->h, v, &err);
+		struct vc_file f = { .fd = fd, .name = path };
+		struct vc_disk_io io;
+		struct vc_disk *d = NULL;
+		struct evbuffer_iovec iov;
+
+		vc_file_io(&f, &io);
+		ret = kek ? vc_disk_open(&io, kek, NULL, VC_DISK_RDONLY, &d, &err) : -ENOKEY;
+		if (ret == 0 && evbuffer_reserve_space(b, (ev_ssize_t)v->disks[n].size, &iov, 1) < 1)
+			ret = vc_error_set(&err, -ENOMEM, "out of memory");
+		if (ret == 0)
+			ret = vc_disk_read(d, iov.iov_base, v->disks[n].size, 0, &err);
+		if (ret == 0) {
+			iov.iov_len = v->disks[n].size;
+			evbuffer_commit_space(b, &iov, 1);
+		}
+		vc_disk_close(d);
+	}
+	if (fd >= 0)
+		close(fd);
+	if (ret < 0) {
+		if (b)
+			evbuffer_free(b);
+		reply_error(r, ret == -ENOKEY ? 409 : 500, ret == -ENOKEY ? "locked" : "internal",
+			    "%s", vc_error_msg(&err));
+		return;
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(r->er), "Content-Type",
+			  "application/octet-stream");
+	evhttp_send_reply(r->er, 200, NULL, b);
+	evbuffer_free(b);
+}
