@@ -75,7 +75,7 @@ VC_MUST_CHECK int vc_store_new(const struct vc_store_ops *ops, void *impl,
 			       struct vc_store **out, struct vc_error *err);
 
 /* The schema version this program writes. */
-#define VC_STORE_SCHEMA_VERSION 4
+#define VC_STORE_SCHEMA_VERSION 5
 
 /*
  * Open (creating with mode 0600 if missing) the SQLite store at path: WAL
@@ -329,6 +329,28 @@ VC_MUST_CHECK int vc_store_host_list(struct vc_store *st, vc_store_host_fn cb, v
 				     struct vc_error *err);
 VC_MUST_CHECK int vc_store_host_set_encryption_mode(struct vc_store *st, const char *id,
 						    bool on, struct vc_error *err);
+
+/* ---- VMs (each also an inventory object; key ids only) ---- */
+struct vc_store_vm {
+	const char *id;          /* inventory id */
+	const char *host;        /* hosts.id */
+	const char *uuid;        /* the VM's folder on the host's datastore */
+	bool encrypted;
+	const char *provider;    /* its KEK, NULL for a plaintext VM */
+	const char *key_id;
+	char *mem;
+};
+typedef int (*vc_store_vm_fn)(const struct vc_store_vm *v, void *ctx);
+VC_MUST_CHECK int vc_store_vm_add(struct vc_store *st, const struct vc_store_vm *v,
+				  struct vc_error *err);
+VC_MUST_CHECK int vc_store_vm_get(struct vc_store *st, const char *id,
+				  struct vc_store_vm *out, struct vc_error *err);
+/* host NULL: every VM. */
+VC_MUST_CHECK int vc_store_vm_list(struct vc_store *st, const char *host, vc_store_vm_fn cb,
+				   void *ctx, struct vc_error *err);
+VC_MUST_CHECK int vc_store_vm_set_key(struct vc_store *st, const char *id, bool encrypted,
+				      const char *provider, const char *key_id,
+				      struct vc_error *err);
 
 /* ---- events (vc_event, hash-chained) ---- */
 /*

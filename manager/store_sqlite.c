@@ -111,6 +111,15 @@ static const char *const migrations[] = {
 	"  encryption_mode INTEGER NOT NULL DEFAULT 0 CHECK (encryption_mode IN (0, 1)),"
 	"  added INTEGER NOT NULL);"
 	"CREATE UNIQUE INDEX hosts_address ON hosts(address);",
+	/* 4 -> 5: VMs, each an inventory object, on a host. Key ids only. */
+	"CREATE TABLE vms ("
+	"  id TEXT PRIMARY KEY NOT NULL REFERENCES inventory(id) ON DELETE CASCADE,"
+	"  host TEXT NOT NULL REFERENCES hosts(id),"
+	"  uuid TEXT NOT NULL UNIQUE CHECK (length(uuid) = 36),"
+	"  encrypted INTEGER NOT NULL DEFAULT 0 CHECK (encrypted IN (0, 1)),"
+	"  provider TEXT,"
+	"  key_id TEXT);"
+	"CREATE INDEX vms_host ON vms(host);",
 };
 _Static_assert(VC_ARRAY_SIZE(migrations) == VC_STORE_SCHEMA_VERSION,
 	       "one migration per schema version");
@@ -1694,4 +1703,87 @@ int vc_store_host_set_encryption_mode(struct vc_store *st, const char *id, bool 
 			 err);
 
 	return changed_one(ret, ch, "host", id, err);
+}
+
+/* ---- VMs ---- */
+#define VM_COLS "id, host, uuid, encrypted, provider, key_id"
+
+static void vm_from(const struct vc_store_val *c, struct vc_store_vm *v)
+{
+	v->id = cs(&c[0]);
+	v->host = cs(&c[1]);
+	v->uuid = cs(&c[2]);
+	v->encrypted = ci(&c[3]) != 0;
+	v->provider = cs(&c[4]);
+	v->key_id = cs(&c[5]);
+}
+
+struct vm_adapt {
+	vc_store_vm_fn fn;
+	void *ctx;
+};
+
+static int vm_row(const struct vc_store_val *c, int n, void *ctx)
+{
+	struct vm_adapt *a = ctx;
+	struct vc_store_vm v = { 0 };
+
+	if (bad_cols(n, 6))
+		return -EBADMSG;
+	vm_from(c, &v);
+	return a->fn(&v, a->ctx);
+}
+
+int vc_store_vm_add(struct vc_store *st, const struct vc_store_vm *v, struct vc_error *err)
+{
+	struct vc_store_val p[] = { T(v->id), T(v->host), T(v->uuid), I(v->encrypted),
+				    T(v->provider), T(v->key_id) };
+	int ret = write1(st, "INSERT INTO vms (" VM_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)", p,
+			 6, NULL, err);
+
+	if (ret == -EEXIST)
+		return vc_error_set(err, ret, "VM %s already exists", v->uuid);
+	if (ret == -EINVAL)
+		return vc_error_set(err, ret, "VM '%s': unknown inventory object or host", v->id);
+	return ret;
+}
+
+int vc_store_vm_get(struct vc_store *st, const char *id, struct vc_store_vm *out,
+		    struct vc_error *err)
+{
+	struct vc_store_val p[] = { T(id) };
+	struct one o;
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	ret = get_one(st, "SELECT " VM_COLS " FROM vms WHERE id = ?1", p, 1, 6, &o, "VM", id, err);
+	if (ret < 0)
+		return ret;
+	vm_from(o.cols, out);
+	out->mem = o.mem;
+	return 0;
+}
+
+int vc_store_vm_list(struct vc_store *st, const char *host, vc_store_vm_fn cb, void *ctx,
+		     struct vc_error *err)
+{
+	struct vc_store_val p[] = { T(host) };
+	struct vm_adapt a = { cb, ctx };
+
+	if (host)
+		return run(st, "SELECT " VM_COLS " FROM vms WHERE host = ?1 ORDER BY uuid", p, 1,
+			   vm_row, &a, NULL, err);
+	return run(st, "SELECT " VM_COLS " FROM vms ORDER BY uuid", NULL, 0, vm_row, &a, NULL,
+		   err);
+}
+
+int vc_store_vm_set_key(struct vc_store *st, const char *id, bool encrypted,
+			const char *provider, const char *key_id, struct vc_error *err)
+{
+	struct vc_store_val p[] = { T(id), I(encrypted), T(provider), T(key_id) };
+	int64_t ch = 0;
+	int ret = write1(st, "UPDATE vms SET encrypted = ?2, provider = ?3, key_id = ?4 "
+			 "WHERE id = ?1", p, 4, &ch, err);
+
+	return changed_one(ret, ch, "VM", id, err);
 }

@@ -481,6 +481,25 @@ static void test_hosts(void **state)
 	assert_int_equal(ns.n, 1);
 	expect_err(vc_store_host_set_encryption_mode(f->st, "h9", true, &err), &err, -ENOENT,
 		   "h9");
+	/* A VM on it: key ids only. */
+	OK(vc_store_object_add(f->st, &(struct vc_store_object){ .id = "vm-1",
+			       .parent = "host-1", .kind = VC_STORE_VM, .name = "web" }, &e_));
+	OK(vc_store_vm_add(f->st, &(struct vc_store_vm){ .id = "vm-1", .host = "host-1",
+			   .uuid = "e584be59-0425-4315-81db-093b1f479961" }, &e_));
+	expect_err(vc_store_vm_add(f->st, &(struct vc_store_vm){ .id = "vm-2", .host = "host-1",
+				   .uuid = "e584be59-0425-4315-81db-093b1f479962" }, &err),
+		   &err, -EINVAL, NULL);
+	OK(vc_store_vm_set_key(f->st, "vm-1", true, "nat", "k1", &e_));
+	{
+		struct vc_store_vm vm;
+
+		assert_int_equal(vc_store_vm_get(f->st, "vm-1", &vm, &err), 0);
+		assert_true(vm.encrypted);
+		assert_string_equal(vm.key_id, "k1");
+		assert_string_equal(vm.host, "host-1");
+		free(vm.mem);
+	}
+	OK(vc_store_object_delete(f->st, "vm-1", &e_));
 	/* Removing the inventory object removes the host. */
 	OK(vc_store_object_delete(f->st, "host-1", &e_));
 	expect_err(vc_store_host_get(f->st, "host-1", &got, &err), &err, -ENOENT, NULL);
@@ -968,7 +987,8 @@ static void test_no_key_columns(void **state)
 	sqlite3_finalize(s);
 	sqlite3_close(db);
 	assert_true(columns > 30);
-	assert_int_equal(key_ids, 1);
+	/* events.key_id and vms.key_id */
+	assert_int_equal(key_ids, 2);
 }
 
 int main(void)
