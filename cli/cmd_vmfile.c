@@ -127,7 +127,17 @@ static int do_info(struct vopts *o)
 		cli_error("%s: %s", o->args[0], strerror(errno));
 		return EXIT_FAIL;
 	}
-	n = read(fd, hdr, sizeof hdr);
+	/* A pipe may hand the header over in pieces. */
+	n = 0;
+	while ((size_t)n < sizeof hdr) {
+		ssize_t got = read(fd, hdr + n, sizeof hdr - (size_t)n);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			break;
+		n += got;
+	}
 	if (fd != STDIN_FILENO)
 		close(fd);
 	if (n != (ssize_t)sizeof hdr) {

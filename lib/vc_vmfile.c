@@ -66,10 +66,13 @@ int vc_vmfile_header_parse(const uint8_t hdr[VC_VMFILE_HDR_LEN], struct vc_vmfil
 	if (plen < 1 || plen > VC_VMFILE_PURPOSE_MAX)
 		return vc_error_set(err, -EBADMSG, "VM file header: purpose length %u is out "
 				    "of range (1 to %d)", plen, VC_VMFILE_PURPOSE_MAX);
-	if (!vc_is_zero(hdr + 12, 4) || !vc_is_zero(hdr + 32 + plen, VC_VMFILE_PURPOSE_MAX - plen))
+	if (!vc_is_zero(hdr + 12, 4))
 		return vc_error_set(err, -EBADMSG, "VM file header: reserved bytes are not zero");
+	if (!vc_is_zero(hdr + 32 + plen, VC_VMFILE_PURPOSE_MAX - plen))
+		return vc_error_set(err, -EBADMSG, "VM file header: purpose padding is not zero");
 	memcpy(out->purpose, hdr + 32, plen);
-	if (!vc_vmfile_purpose_valid(out->purpose))
+	/* Every one of the plen bytes, a NUL included, must be allowed. */
+	if (strlen(out->purpose) != plen || !vc_vmfile_purpose_valid(out->purpose))
 		return vc_error_set(err, -EBADMSG, "VM file header: bad purpose characters");
 	out->chunk_shift = hdr[10];
 	out->chunk_size = (size_t)1 << hdr[10];

@@ -59,6 +59,12 @@ void api_host_add(struct req *r);
 void api_host_get(struct req *r);
 void api_host_mode(struct req *r);
 
+/* VMs */
+void api_vms_list(struct req *r);
+void api_vm_create(struct req *r);
+void api_vm_get(struct req *r);
+void api_vm_encrypt(struct req *r);
+
 /* policies, tasks, events */
 extern const char *const migration_modes[];
 void api_policies_list(struct req *r);

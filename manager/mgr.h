@@ -52,7 +52,17 @@ struct mgr_authz {
 	size_t strings_len, strings_cap;
 };
 
-struct mgr_task;
+struct mgr;
+
+/* A queued long operation (tasks.c). */
+struct mgr_task {
+	char id[37];
+	char user[VC_REQ_NAME_MAX + 1];
+	void (*run)(struct mgr *m, struct mgr_task *t);
+	json_t *arg;                 /* what run needs (owned) */
+	struct mgr_provider *prov;   /* a reference, or NULL */
+	struct mgr_task *next;
+};
 
 struct mgr {
 	struct mgr_config cfg;
@@ -170,6 +180,19 @@ int tasks_recover(struct mgr *m, struct vc_error *err);
 /* Queue a check of provider name; the new task id into id[37]. */
 int task_queue_check(struct mgr *m, const char *user, const char *provider, char id[37],
 		     struct vc_error *err);
+/* Queue run(m, t) with arg (taken) and a reference on prov (may be NULL). */
+int task_queue(struct mgr *m, const char *user, const char *kind,
+	       void (*run)(struct mgr *m, struct mgr_task *t), json_t *arg,
+	       struct mgr_provider *prov, char id[37], struct vc_error *err);
+/* From a running task, without m->lock held. */
+void task_progress(struct mgr *m, struct mgr_task *t, int pct);
+/* result taken; error NULL for success. */
+void task_finish(struct mgr *m, struct mgr_task *t, json_t *result, const char *error);
+/* Caller holds m->lock. */
+void task_set(struct mgr *m, struct mgr_task *t, const char *state, int progress,
+	      const char *result, const char *error);
+/* Push the keys of locked VMs to their hosts (vms.c, worker thread, no lock). */
+void reconcile_hosts(struct mgr *m);
 json_t *task_json(const struct vc_store_task *t);
 
 /* ---- setup (setup.c) ---- */

@@ -60,6 +60,13 @@ static const struct vc_field host_f[] = {
 static const struct vc_field mode_f[] = { { "enabled", VC_F_BOOL, true, 0, 0, NULL, NULL },
 					  END };
 
+static const struct vc_field disk_f[] = {
+	{ "size", VC_F_INT, true, 4096, (int64_t)1 << 40, NULL, NULL }, END };
+static const struct vc_field vm_f[] = {
+	NAME("name", true), NAME("host", true), NAME("parent", true),
+	{ "disks", VC_F_OBJECTS, true, 0, 16, disk_f, NULL }, NAME("policy", false), END };
+static const struct vc_field vm_enc_f[] = { NAME("policy", true), END };
+
 static const char *const q_object[] = { "object", NULL };
 static const char *const q_perm_del[] = { "principal", "object", "group", NULL };
 static const char *const q_events[] = { "from", "to", "user", "object", "operation", "format",
@@ -122,6 +129,15 @@ const struct route mgr_routes[] = {
 	  "a host and its agent's live state" },
 	{ PUT, "/api/v1/hosts/{id}/encryption-mode", P(CRYPTO_REGISTER_HOST), OBJ_PARAM, mode_f,
 	  NULL, api_host_mode, "enable or disable host encryption mode" },
+	{ GET, "/api/v1/vms", P(SYSTEM_READ), OBJ_ROOT, NULL, NULL, api_vms_list, "list VMs" },
+	{ POST, "/api/v1/vms", P(VM_CREATE), OBJ_BODY_PARENT, vm_f, NULL, api_vm_create,
+	  "create a VM on a host (a task; an encrypting policy also needs "
+	  "Cryptographer.EncryptNew, and Cryptographer.RegisterHost if the host's "
+	  "encryption mode is off)" },
+	{ GET, "/api/v1/vms/{id}", P(SYSTEM_VIEW), OBJ_PARAM, NULL, NULL, api_vm_get,
+	  "a VM and its state on its host (ready, locked)" },
+	{ POST, "/api/v1/vms/{id}/encrypt", P(CRYPTO_ENCRYPT), OBJ_PARAM, vm_enc_f, NULL,
+	  api_vm_encrypt, "encrypt a plaintext VM with a policy (a task)" },
 	{ GET, "/api/v1/key-providers", P(CRYPTO_READ_KEY_SERVERS), OBJ_ROOT, NULL, NULL,
 	  api_providers_list, "list key providers and their health" },
 	{ GET, "/api/v1/key-providers/{name}", P(CRYPTO_READ_KEY_SERVERS), OBJ_ROOT, NULL, NULL,

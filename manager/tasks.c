@@ -12,12 +12,10 @@
 #include "vc_log.h"
 #include "vc_uuid.h"
 
-struct mgr_task {
-	char id[VC_UUID_STR_LEN];
-	char user[VC_REQ_NAME_MAX + 1];
-	struct mgr_provider *prov;   /* a reference, for provider checks */
-	struct mgr_task *next;
-};
+#include <time.h>
+
+/* How often the worker, when idle, brings hosts their missing keys. */
+#define RECONCILE_MS 1000
 
 json_t *task_json(const struct vc_store_task *t)
 {
@@ -31,7 +29,7 @@ json_t *task_json(const struct vc_store_task *t)
 }
 
 /* Store a task's new state (caller holds m->lock). */
-static void task_set(struct mgr *m, struct mgr_task *t, const char *state, int progress,
+void task_set(struct mgr *m, struct mgr_task *t, const char *state, int progress,
 		     const char *result, const char *error)
 {
 	struct vc_store_task st = { .id = t->id, .state = state, .progress = progress,
@@ -80,9 +78,17 @@ static void run_check(struct mgr *m, struct mgr_task *t)
 		task_set(m, t, "success", 100, text, NULL);
 	ev_log(m, t->user, "provider.check", NULL, p->name, NULL, healthy ? EV_OK : EV_FAIL,
 	       "checked key provider '%s': %zu of %zu healthy", p->name, healthy, n);
-	prov_put(m, p);
 	pthread_mutex_unlock(&m->lock);
 	vc_json_free_dump(text);
+}
+
+static void task_free(struct mgr *m, struct mgr_task *t)
+{
+	pthread_mutex_lock(&m->lock);
+	prov_put(m, t->prov);
+	pthread_mutex_unlock(&m->lock);
+	json_decref(t->arg);
+	free(t);
 }
 
 static void *worker(void *arg)
@@ -93,15 +99,28 @@ static void *worker(void *arg)
 	for (;;) {
 		struct mgr_task *t;
 
-		while (!m->queue && !m->stopping)
-			pthread_cond_wait(&m->task_cond, &m->lock);
+		while (!m->queue && !m->stopping) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += (long)RECONCILE_MS * 1000000L;
+			ts.tv_sec += ts.tv_nsec / 1000000000L;
+			ts.tv_nsec %= 1000000000L;
+			if (pthread_cond_timedwait(&m->task_cond, &m->lock, &ts) != 0 &&
+			    !m->queue && !m->stopping) {
+				/* Idle: give hosts the keys of their locked VMs. */
+				pthread_mutex_unlock(&m->lock);
+				reconcile_hosts(m);
+				pthread_mutex_lock(&m->lock);
+			}
+		}
 		if (!m->queue)
 			break;
 		t = m->queue;
 		m->queue = t->next;
 		pthread_mutex_unlock(&m->lock);
-		run_check(m, t);
-		free(t);
+		t->run(m, t);
+		task_free(m, t);
 		pthread_mutex_lock(&m->lock);
 	}
 	pthread_mutex_unlock(&m->lock);
@@ -155,41 +174,72 @@ int tasks_recover(struct mgr *m, struct vc_error *err)
 	return vc_store_task_list(m->st, mark_stale, m, err);
 }
 
-int task_queue_check(struct mgr *m, const char *user, const char *provider, char id[37],
-		     struct vc_error *err)
+int task_queue(struct mgr *m, const char *user, const char *kind,
+	       void (*run)(struct mgr *m, struct mgr_task *t), json_t *arg,
+	       struct mgr_provider *prov, char id[37], struct vc_error *err)
 {
-	struct mgr_provider *p = prov_find(m, provider);
 	struct mgr_task *t = calloc(1, sizeof *t), **tail;
 	struct vc_uuid u;
 	int64_t now = now_s();
 	int ret;
 
-	if (!t)
+	if (!t) {
+		json_decref(arg);
 		return vc_error_set(err, -ENOMEM, "out of memory");
-	if (!p) {
-		free(t);
-		return vc_error_set(err, -ENOENT, "no key provider '%s'", provider);
 	}
 	ret = vc_uuid_generate(&u, err);
 	if (ret < 0) {
+		json_decref(arg);
 		free(t);
 		return ret;
 	}
 	vc_uuid_format(&u, t->id);
 	snprintf(t->user, sizeof t->user, "%s", user);
 	ret = vc_store_task_add(m->st, &(struct vc_store_task){
-		.id = t->id, .kind = "provider.check", .state = "queued", .user = user,
+		.id = t->id, .kind = kind, .state = "queued", .user = user,
 		.created = now, .updated = now }, err);
 	if (ret < 0) {
+		json_decref(arg);
 		free(t);
 		return ret;
 	}
-	p->refs++;
-	t->prov = p;
+	t->run = run;
+	t->arg = arg;
+	if (prov)
+		prov->refs++;
+	t->prov = prov;
 	for (tail = &m->queue; *tail; tail = &(*tail)->next)
 		;
 	*tail = t;
 	pthread_cond_signal(&m->task_cond);
 	memcpy(id, t->id, VC_UUID_STR_LEN);
 	return 0;
+}
+
+int task_queue_check(struct mgr *m, const char *user, const char *provider, char id[37],
+		     struct vc_error *err)
+{
+	struct mgr_provider *p = prov_find(m, provider);
+
+	if (!p)
+		return vc_error_set(err, -ENOENT, "no key provider '%s'", provider);
+	return task_queue(m, user, "provider.check", run_check, NULL, p, id, err);
+}
+
+void task_progress(struct mgr *m, struct mgr_task *t, int pct)
+{
+	pthread_mutex_lock(&m->lock);
+	task_set(m, t, "running", pct > 99 ? 99 : pct, NULL, NULL);
+	pthread_mutex_unlock(&m->lock);
+}
+
+void task_finish(struct mgr *m, struct mgr_task *t, json_t *result, const char *error)
+{
+	char *text = result ? json_dumps(result, JSON_COMPACT) : NULL;
+
+	json_decref(result);
+	pthread_mutex_lock(&m->lock);
+	task_set(m, t, error ? "error" : "success", 100, text, error);
+	pthread_mutex_unlock(&m->lock);
+	vc_json_free_dump(text);
 }

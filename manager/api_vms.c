@@ -1,0 +1,593 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* VMs through the manager: create (encrypted from the start with an
+ * encryption policy: EncryptNew), encrypt a plaintext VM (Encrypt), their
+ * live state, and the worker's reconciliation that brings hosts the keys
+ * of their locked VMs. Keys travel from the provider to the host's key
+ * cache over the pinned channel; the manager keeps key ids only. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "hostclient.h"
+#include "vc_encode.h"
+#include "vc_log.h"
+#include "vc_uuid.h"
+
+#define PUSH_BATCH 256
+
+/* ---- helpers ---- */
+/* The message of a JSON error reply, or fallback. */
+static const char *error_msg(json_t *resp, const char *fallback)
+{
+	const char *s = json_string_value(json_object_get(json_object_get(resp, "error"),
+							  "message"));
+
+	return s ? s : fallback;
+}
+
+static int default_provider(const struct vc_store_provider *p, void *ctx)
+{
+	if (p->is_default)
+		snprintf(ctx, VC_REQ_NAME_MAX + 1, "%s", p->name);
+	return 0;
+}
+
+/* A policy's encryption: *encrypt, and the provider to use into prov. */
+static int policy_of(struct mgr *m, const char *name, bool *encrypt,
+		     char prov[VC_REQ_NAME_MAX + 1], struct vc_error *err)
+{
+	struct vc_store_policy p;
+	int ret = vc_store_policy_get(m->st, name, &p, err);
+
+	if (ret < 0)
+		return ret;
+	*encrypt = p.encrypt;
+	prov[0] = '\0';
+	if (p.provider)
+		snprintf(prov, VC_REQ_NAME_MAX + 1, "%s", p.provider);
+	free(p.mem);
+	if (*encrypt && !prov[0]) {
+		ret = vc_store_provider_list(m->st, default_provider, prov, err);
+		if (ret == 0 && !prov[0])
+			ret = vc_error_set(err, -ENOENT, "policy '%s' uses the default key provider, "
+					   "and there is none", name);
+	}
+	return ret;
+}
+
+/* A KEK as the host's key cache takes it. */
+static json_t *key_entry(const char *prov, const char *key_id, const struct vc_secret *kek)
+{
+	char b64[64];
+	json_t *j;
+
+	vc_base64_encode(vc_secret_data(kek), vc_secret_len(kek), b64);
+	j = json_pack("{s:s,s:s,s:s}", "provider", prov, "key_id", key_id, "key", b64);
+	vc_wipe(b64, sizeof b64);
+	return j;
+}
+
+static int push_keys(struct mgr *m, const char *address, const char *pin, json_t *keys,
+		     struct vc_error *err)
+{
+	struct host_call c = { .address = address, .pin = pin, .method = "PUT",
+			       .path = "/api/v1/keys" };
+	int ret;
+
+	c.body = json_pack("{s:O}", "keys", keys);
+	ret = c.body ? host_call(m, &c, err) : vc_error_set(err, -ENOMEM, "out of memory");
+	json_decref(c.body);
+	if (ret == 0 && c.status != 200)
+		ret = vc_error_set(err, -EIO, "host %s refused the keys: %s", address,
+				   error_msg(c.resp, "?"));
+	json_decref(c.resp);
+	return ret;
+}
+
+/* Call the host; a non-2xx answer becomes an error with its message. */
+static int host_do(struct mgr *m, const char *address, const char *pin, const char *method,
+		   const char *path, json_t *body, json_t **resp, struct vc_error *err)
+{
+	struct host_call c = { .address = address, .pin = pin, .method = method, .path = path,
+			       .body = body, .timeout_ms = 120000 };
+	int ret = host_call(m, &c, err);
+
+	json_decref(body);
+	if (ret == 0 && (c.status < 200 || c.status > 299))
+		ret = vc_error_set(err, -EIO, "host %s: %s", address,
+				   error_msg(c.resp, "refused"));
+	if (ret == 0 && resp)
+		*resp = c.resp;
+	else
+		json_decref(c.resp);
+	return ret;
+}
+
+/* A copy of what a task needs of a host, read under the lock. */
+struct host_ref {
+	char id[INV_ID_LEN];
+	char address[300];
+	char pin[65];
+	bool mode;
+};
+
+static int host_ref(struct mgr *m, const char *id, struct host_ref *h, struct vc_error *err)
+{
+	struct vc_store_host sh;
+	int ret = vc_store_host_get(m->st, id, &sh, err);
+
+	if (ret < 0)
+		return ret;
+	snprintf(h->id, sizeof h->id, "%s", sh.id);
+	snprintf(h->address, sizeof h->address, "%s", sh.address);
+	snprintf(h->pin, sizeof h->pin, "%s", sh.thumbprint);
+	h->mode = sh.encryption_mode;
+	free(sh.mem);
+	return 0;
+}
+
+/* Host encryption mode on, as vSphere does when a user allowed to
+ * (Cryptographer.RegisterHost, checked at the request) first puts an
+ * encrypted VM there. */
+static int ensure_mode(struct mgr *m, struct mgr_task *t, struct host_ref *h,
+		       struct vc_error *err)
+{
+	int ret;
+
+	if (h->mode)
+		return 0;
+	ret = host_do(m, h->address, h->pin, "PUT", "/api/v1/host/encryption-mode",
+		      json_pack("{s:b}", "enabled", 1), NULL, err);
+	pthread_mutex_lock(&m->lock);
+	if (ret == 0)
+		ret = vc_store_host_set_encryption_mode(m->st, h->id, true, err);
+	ev_log(m, t->user, "host.encryption-mode", h->id, NULL, NULL, ret == 0 ? EV_OK : EV_FAIL,
+	       "enable host encryption mode on %s for an encrypted VM", h->address);
+	pthread_mutex_unlock(&m->lock);
+	h->mode = ret == 0;
+	return ret;
+}
+
+/* A new KEK in the provider, pushed to the host's cache. */
+static int new_kek(struct mgr *m, struct mgr_task *t, struct host_ref *h, const char *label,
+		   char key_id[VC_KEYPROV_ID_MAX], struct vc_error *err)
+{
+	struct vc_secret *kek = NULL;
+	json_t *keys;
+	int ret = vc_keyprov_create_key(t->prov->kp, label, key_id, &kek, err);
+
+	pthread_mutex_lock(&m->lock);
+	ev_log(m, t->user, "key.create", NULL, t->prov->name, ret == 0 ? key_id : NULL,
+	       ret == 0 ? EV_OK : EV_FAIL, "%s", ret == 0 ? "created a KEK for a VM"
+							  : vc_error_msg(err));
+	pthread_mutex_unlock(&m->lock);
+	if (ret < 0)
+		return ret;
+	keys = json_array();
+	json_array_append_new(keys, key_entry(t->prov->name, key_id, kek));
+	vc_secret_free(kek);
+	ret = push_keys(m, h->address, h->pin, keys, err);
+	json_decref(keys);
+	return ret;
+}
+
+static json_t *vm_json(const struct vc_store_vm *v, const char *name)
+{
+	return json_pack("{s:s,s:s,s:s,s:s,s:b,s:o,s:o}", "id", v->id, "name", name, "host",
+			 v->host, "uuid", v->uuid, "encrypted", v->encrypted, "provider",
+			 jstr_or_null(v->provider), "key_id", jstr_or_null(v->key_id));
+}
+
+/* ---- create ---- */
+static void run_create(struct mgr *m, struct mgr_task *t)
+{
+	json_t *a = t->arg, *resp = NULL, *body;
+	const char *name = json_string_value(json_object_get(a, "name"));
+	const char *parent = json_string_value(json_object_get(a, "parent"));
+	bool encrypt = t->prov != NULL;
+	struct vc_error err = { 0 };
+	struct host_ref h;
+	char key_id[VC_KEYPROV_ID_MAX] = "", uuid[VC_UUID_STR_LEN], id[INV_ID_LEN];
+	struct vc_uuid u;
+	int ret;
+
+	task_progress(m, t, 5);
+	pthread_mutex_lock(&m->lock);
+	ret = host_ref(m, json_string_value(json_object_get(a, "host")), &h, &err);
+	pthread_mutex_unlock(&m->lock);
+	if (ret == 0)
+		ret = vc_uuid_generate(&u, &err);
+	vc_uuid_format(&u, uuid);
+	if (ret == 0 && encrypt)
+		ret = ensure_mode(m, t, &h, &err);
+	if (ret == 0 && encrypt) {
+		task_progress(m, t, 20);
+		ret = new_kek(m, t, &h, name, key_id, &err);
+	}
+	if (ret == 0) {
+		task_progress(m, t, 40);
+		body = json_pack("{s:s,s:s,s:O}", "uuid", uuid, "name", name, "disks",
+				 json_object_get(a, "disks"));
+		if (body && encrypt)
+			json_object_set_new(body, "encryption", json_pack("{s:s,s:s}", "provider",
+									  t->prov->name, "key_id",
+									  key_id));
+		ret = host_do(m, h.address, h.pin, "POST", "/api/v1/vms", body, &resp, &err);
+	}
+	pthread_mutex_lock(&m->lock);
+	if (ret == 0) {
+		struct req r = { .m = m };
+
+		ret = vc_store_begin(m->st, &err);
+		if (ret == 0)
+			ret = inv_add(&r, parent, "vm", name, id, &err);
+		if (ret == 0)
+			ret = vc_store_vm_add(m->st, &(struct vc_store_vm){
+				.id = id, .host = h.id, .uuid = uuid, .encrypted = encrypt,
+				.provider = encrypt ? t->prov->name : NULL,
+				.key_id = encrypt ? key_id : NULL }, &err);
+		ret = vc_store_end(m->st, ret, &err);
+		authz_invalidate(m);
+	}
+	ev_log(m, t->user, "vm.create", ret == 0 ? id : NULL, encrypt ? t->prov->name : NULL,
+	       key_id[0] ? key_id : NULL, ret == 0 ? EV_OK : EV_FAIL, "%s VM '%s' on %s%s%s",
+	       encrypt ? "created encrypted" : "created", name, h.address, ret ? ": " : "",
+	       ret ? vc_error_msg(&err) : "");
+	pthread_mutex_unlock(&m->lock);
+	json_decref(resp);
+	if (ret < 0)
+		task_finish(m, t, NULL, vc_error_msg(&err));
+	else
+		task_finish(m, t, json_pack("{s:s,s:s,s:o}", "vm", id, "uuid", uuid, "key_id",
+					    key_id[0] ? json_string(key_id) : json_null()), NULL);
+}
+
+/* The policy of a request: its provider (a reference for the task) when it
+ * encrypts. Replies and returns < 0 on failure. */
+static int request_policy(struct req *r, const char *policy, struct mgr_provider **prov,
+			  const char *parent, enum vc_priv crypto_priv, const char *host_id)
+{
+	char pname[VC_REQ_NAME_MAX + 1];
+	struct vc_store_host sh;
+	struct vc_error err = { 0 };
+	bool encrypt = false;
+	int ret;
+
+	*prov = NULL;
+	if (!policy)
+		return 0;
+	ret = policy_of(r->m, policy, &encrypt, pname, &err);
+	if (ret < 0) {
+		reply_errno(r, ret == -ENOENT ? -EINVAL : ret, &err);
+		return ret;
+	}
+	if (!encrypt)
+		return 0;
+	if (need_priv(r, crypto_priv, parent) < 0)
+		return -EACCES;
+	*prov = prov_find(r->m, pname);
+	if (!*prov || !(*prov)->kp) {
+		reply_error(r, 409, "conflict", "key provider '%s' is not available", pname);
+		return -ENOENT;
+	}
+	ret = vc_store_host_get(r->m->st, host_id, &sh, &err);
+	if (ret < 0) {
+		reply_errno(r, ret, &err);
+		return ret;
+	}
+	ret = sh.encryption_mode ? 0 : need_priv(r, VC_PRIV_CRYPTO_REGISTER_HOST, host_id);
+	free(sh.mem);
+	return ret;
+}
+
+void api_vm_create(struct req *r)
+{
+	const char *parent = json_string_value(json_object_get(r->body, "parent"));
+	const char *host = json_string_value(json_object_get(r->body, "host"));
+	const char *policy = json_string_value(json_object_get(r->body, "policy"));
+	struct mgr_provider *prov = NULL;
+	struct vc_store_host sh;
+	struct vc_error err = { 0 };
+	char id[40];
+	int ret;
+
+	if (inv_check_place(r, parent, "vm") < 0)
+		return;
+	ret = vc_store_host_get(r->m->st, host, &sh, &err);
+	if (ret < 0) {
+		reply_error(r, 400, "bad_request", "no host '%s'", host);
+		return;
+	}
+	free(sh.mem);
+	if (request_policy(r, policy, &prov, parent, VC_PRIV_CRYPTO_ENCRYPT_NEW, host) < 0)
+		return;
+	ret = task_queue(r->m, r->user, "vm.create", run_create, json_incref(r->body), prov, id,
+			 &err);
+	if (ret < 0) {
+		reply_errno(r, ret, &err);
+		return;
+	}
+	reply_json(r, 202, json_pack("{s:s}", "task", id));
+}
+
+/* ---- encrypt ---- */
+static void run_encrypt(struct mgr *m, struct mgr_task *t)
+{
+	json_t *a = t->arg, *vm = NULL, *disks;
+	const char *vm_id = json_string_value(json_object_get(a, "vm"));
+	struct vc_store_vm v;
+	struct vc_error err = { 0 };
+	struct host_ref h;
+	char key_id[VC_KEYPROV_ID_MAX] = "", uuid[VC_UUID_STR_LEN] = "", path[200], name[140];
+	size_t n = 0;
+	int ret;
+
+	pthread_mutex_lock(&m->lock);
+	ret = vc_store_vm_get(m->st, vm_id, &v, &err);
+	if (ret == 0) {
+		snprintf(uuid, sizeof uuid, "%s", v.uuid);
+		ret = host_ref(m, v.host, &h, &err);
+		/* A task cut short resumes with the key it had made. */
+		if (v.key_id)
+			snprintf(key_id, sizeof key_id, "%s", v.key_id);
+		free(v.mem);
+	}
+	snprintf(name, sizeof name, "%s", json_string_value(json_object_get(a, "name")));
+	pthread_mutex_unlock(&m->lock);
+	if (ret == 0)
+		ret = ensure_mode(m, t, &h, &err);
+	if (ret == 0 && !key_id[0]) {
+		ret = new_kek(m, t, &h, name, key_id, &err);
+		pthread_mutex_lock(&m->lock);
+		if (ret == 0)
+			ret = vc_store_vm_set_key(m->st, vm_id, false, t->prov->name, key_id, &err);
+		pthread_mutex_unlock(&m->lock);
+	}
+	snprintf(path, sizeof path, "/api/v1/vms/%s", uuid);
+	if (ret == 0)
+		ret = host_do(m, h.address, h.pin, "GET", path, NULL, &vm, &err);
+	disks = json_object_get(vm, "disks");
+	n = json_array_size(disks);
+	for (size_t i = 0; ret == 0 && i < n; i++) {
+		task_progress(m, t, 10 + (int)(80 * i / (n ? n : 1)));
+		snprintf(path, sizeof path, "/api/v1/vms/%s/disks/%zu/encrypt", uuid, i);
+		ret = host_do(m, h.address, h.pin, "POST", path,
+			      json_pack("{s:s,s:s}", "provider", t->prov->name, "key_id", key_id),
+			      NULL, &err);
+	}
+	if (ret == 0) {
+		task_progress(m, t, 95);
+		snprintf(path, sizeof path, "/api/v1/vms/%s/encrypt", uuid);
+		ret = host_do(m, h.address, h.pin, "POST", path,
+			      json_pack("{s:s,s:s}", "provider", t->prov->name, "key_id", key_id),
+			      NULL, &err);
+	}
+	json_decref(vm);
+	pthread_mutex_lock(&m->lock);
+	if (ret == 0)
+		ret = vc_store_vm_set_key(m->st, vm_id, true, t->prov->name, key_id, &err);
+	ev_log(m, t->user, "vm.encrypt", vm_id, t->prov->name, key_id[0] ? key_id : NULL,
+	       ret == 0 ? EV_OK : EV_FAIL, "%s VM %s (%zu disks, nvram)%s%s",
+	       ret == 0 ? "encrypted" : "failed to encrypt", vm_id, n, ret ? ": " : "",
+	       ret ? vc_error_msg(&err) : "");
+	pthread_mutex_unlock(&m->lock);
+	if (ret < 0)
+		task_finish(m, t, NULL, vc_error_msg(&err));
+	else
+		task_finish(m, t, json_pack("{s:s,s:s}", "vm", vm_id, "key_id", key_id), NULL);
+}
+
+void api_vm_encrypt(struct req *r)
+{
+	const char *policy = json_string_value(json_object_get(r->body, "policy"));
+	struct mgr_provider *prov = NULL;
+	struct vc_store_vm v;
+	struct vc_store_object o;
+	struct vc_error err = { 0 };
+	char id[40];
+	json_t *arg;
+	int ret = vc_store_vm_get(r->m->st, r->param[0], &v, &err);
+
+	if (ret < 0) {
+		reply_errno(r, ret, &err);
+		return;
+	}
+	if (v.encrypted) {
+		free(v.mem);
+		reply_error(r, 409, "conflict", "VM %s is already encrypted", r->param[0]);
+		return;
+	}
+	ret = request_policy(r, policy, &prov, r->param[0], VC_PRIV_CRYPTO_ENCRYPT, v.host);
+	free(v.mem);
+	if (ret < 0)
+		return;
+	if (!prov) {
+		reply_error(r, 400, "bad_request", "policy '%s' does not encrypt", policy);
+		return;
+	}
+	ret = vc_store_object_get(r->m->st, r->param[0], &o, &err);
+	arg = ret == 0 ? json_pack("{s:s,s:s}", "vm", r->param[0], "name", o.name) : NULL;
+	if (ret == 0)
+		free(o.mem);
+	ret = ret == 0 ? task_queue(r->m, r->user, "vm.encrypt", run_encrypt, arg, prov, id, &err)
+		       : ret;
+	if (ret < 0) {
+		reply_errno(r, ret, &err);
+		return;
+	}
+	reply_json(r, 202, json_pack("{s:s}", "task", id));
+}
+
+/* ---- reading ---- */
+struct list_ctx {
+	struct mgr *m;
+	json_t *arr;
+};
+
+static int vm_item(const struct vc_store_vm *v, void *ctx)
+{
+	struct list_ctx *c = ctx;
+	struct vc_store_object o;
+	struct vc_error err = { 0 };
+
+	if (vc_store_object_get(c->m->st, v->id, &o, &err) < 0)
+		return 0;
+	json_array_append_new(c->arr, vm_json(v, o.name));
+	free(o.mem);
+	return 0;
+}
+
+void api_vms_list(struct req *r)
+{
+	struct list_ctx c = { r->m, json_array() };
+	struct vc_error err = { 0 };
+	int ret = vc_store_vm_list(r->m->st, NULL, vm_item, &c, &err);
+
+	if (ret < 0) {
+		json_decref(c.arr);
+		reply_errno(r, ret, &err);
+		return;
+	}
+	reply_json(r, 200, json_pack("{s:o}", "vms", c.arr));
+}
+
+void api_vm_get(struct req *r)
+{
+	struct vc_store_vm v;
+	struct vc_store_object o;
+	struct host_ref h;
+	struct vc_error err = { 0 };
+	char path[120];
+	json_t *j, *live = NULL;
+	int ret = vc_store_vm_get(r->m->st, r->param[0], &v, &err);
+
+	if (ret == 0)
+		ret = vc_store_object_get(r->m->st, v.id, &o, &err);
+	if (ret < 0) {
+		reply_errno(r, ret, &err);
+		return;
+	}
+	j = vm_json(&v, o.name);
+	snprintf(path, sizeof path, "/api/v1/vms/%s", v.uuid);
+	ret = host_ref(r->m, v.host, &h, &err);
+	if (ret == 0)
+		ret = host_do(r->m, h.address, h.pin, "GET", path, NULL, &live, &err);
+	if (ret == 0) {
+		json_object_set_new(j, "state", json_incref(json_object_get(live, "state")));
+		json_object_set_new(j, "disks", json_incref(json_object_get(live, "disks")));
+		if (json_object_get(live, "reason"))
+			json_object_set_new(j, "reason", json_incref(json_object_get(live, "reason")));
+	} else {
+		json_object_set_new(j, "state", json_string("unknown"));
+		json_object_set_new(j, "reason", json_string(vc_error_msg(&err)));
+	}
+	json_decref(live);
+	free(o.mem);
+	free(v.mem);
+	reply_json(r, 200, j);
+}
+
+/* ---- reconciliation (worker thread, no lock held on entry) ---- */
+struct host_list {
+	struct host_ref *h;
+	size_t n, cap;
+};
+
+static int collect_host(const struct vc_store_host *sh, void *ctx)
+{
+	struct host_list *l = ctx;
+
+	if (!sh->encryption_mode)
+		return 0;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 8;
+		struct host_ref *nh = realloc(l->h, cap * sizeof *nh);
+
+		if (!nh)
+			return -ENOMEM;
+		l->h = nh;
+		l->cap = cap;
+	}
+	snprintf(l->h[l->n].id, sizeof l->h[l->n].id, "%s", sh->id);
+	snprintf(l->h[l->n].address, sizeof l->h[l->n].address, "%s", sh->address);
+	snprintf(l->h[l->n].pin, sizeof l->h[l->n].pin, "%s", sh->thumbprint);
+	l->n++;
+	return 0;
+}
+
+/* Fetch the KEK of every locked VM of one host and push them in batches. */
+static void reconcile_host(struct mgr *m, struct host_ref *h)
+{
+	json_t *resp = NULL, *v, *batch = json_array();
+	struct vc_error err = { 0 };
+	size_t i, pushed = 0;
+	char ids[400] = "";
+
+	if (host_do(m, h->address, h->pin, "GET", "/api/v1/vms", NULL, &resp, &err) < 0) {
+		json_decref(batch);
+		return;
+	}
+	json_array_foreach(json_object_get(resp, "vms"), i, v) {
+		const char *prov = json_string_value(json_object_get(v, "provider"));
+		const char *kid = json_string_value(json_object_get(v, "key_id"));
+		struct mgr_provider *p;
+		struct vc_secret *kek = NULL;
+		int ret;
+
+		if (!json_is_string(json_object_get(v, "state")) ||
+		    strcmp(json_string_value(json_object_get(v, "state")), "locked") || !prov || !kid)
+			continue;
+		pthread_mutex_lock(&m->lock);
+		p = prov_find(m, prov);
+		if (p)
+			p->refs++;
+		pthread_mutex_unlock(&m->lock);
+		ret = p && p->kp ? vc_keyprov_get_key(p->kp, kid, &kek, &err) : -ENOENT;
+		if (ret == 0) {
+			size_t l = strlen(ids);
+
+			json_array_append_new(batch, key_entry(prov, kid, kek));
+			if (l + strlen(kid) + 2 < sizeof ids)
+				snprintf(ids + l, sizeof ids - l, "%s%s", l ? " " : "", kid);
+		}
+		vc_secret_free(kek);
+		pthread_mutex_lock(&m->lock);
+		prov_put(m, p);
+		if (ret < 0)
+			vc_log(VC_LOG_WARN, "host %s: key %s of provider %s for a locked VM: %s",
+			       h->address, kid, prov, p ? vc_error_msg(&err) : "no such provider");
+		pthread_mutex_unlock(&m->lock);
+		if (json_array_size(batch) == PUSH_BATCH) {
+			if (push_keys(m, h->address, h->pin, batch, &err) == 0)
+				pushed += PUSH_BATCH;
+			json_array_clear(batch);
+		}
+	}
+	if (json_array_size(batch) && push_keys(m, h->address, h->pin, batch, &err) == 0)
+		pushed += json_array_size(batch);
+	if (pushed) {
+		pthread_mutex_lock(&m->lock);
+		ev_log(m, NULL, "host.keys", h->id, NULL, pushed == 1 ? ids : NULL, EV_OK,
+		       "pushed %zu keys of locked VMs to host %s: %s", pushed, h->address, ids);
+		pthread_mutex_unlock(&m->lock);
+	}
+	json_decref(batch);
+	json_decref(resp);
+}
+
+void reconcile_hosts(struct mgr *m)
+{
+	struct host_list l = { 0 };
+	struct vc_error err = { 0 };
+	int ret;
+
+	pthread_mutex_lock(&m->lock);
+	ret = vc_store_host_list(m->st, collect_host, &l, &err);
+	pthread_mutex_unlock(&m->lock);
+	for (size_t i = 0; ret == 0 && i < l.n; i++)
+		reconcile_host(m, &l.h[i]);
+	free(l.h);
+}
