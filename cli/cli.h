@@ -71,6 +71,7 @@ int cmd_disk(int argc, char **argv);
 int cmd_kmip(int argc, char **argv);
 int cmd_vmfile(int argc, char **argv);
 int cmd_host(int argc, char **argv);
+int cmd_vm(int argc, char **argv);
 /* Manager commands (cmd_mgr*.c). */
 int cmd_login(int argc, char **argv);
 int cmd_logout(int argc, char **argv);

@@ -67,6 +67,9 @@ static const struct optdef {
 	[O_TOKEN_FD] = { "join-token-fd", required_argument, F_INT | F_FD, O_TOKEN_FILE, NULL },
 	[O_HOST_THUMBPRINT] = { "thumbprint", required_argument, 0, O_NONE, NULL },
 	[O_YES] = { "yes", no_argument, 0, O_NONE, NULL },
+	[O_HOST] = { "host", required_argument, 0, O_NONE, NULL },
+	[O_DISK] = { "disk", required_argument, F_REPEAT, O_NONE, NULL },
+	[O_POLICY] = { "policy", required_argument, 0, O_NONE, NULL },
 };
 
 /* getopt values: past every character option. */

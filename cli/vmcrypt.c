@@ -27,6 +27,7 @@ static const struct {
 	{ "role", cmd_role, "roles: list, show, add, remove" },
 	{ "permission", cmd_permission, "permissions on inventory objects: list, add, remove" },
 	{ "inventory", cmd_inventory, "inventory objects: list, show, add, rename, remove" },
+	{ "vm", cmd_vm, "virtual machines: list, show, create, encrypt" },
 	{ "host", cmd_host, "host agents: list, show, add, encryption-mode" },
 	{ "provider", cmd_provider, "key providers: list, add-kmip, add-native, check, backup, ..." },
 	{ "policy", cmd_policy, "encryption policies: list, show, add, remove" },

@@ -18,6 +18,8 @@
 
 #define PUSH_BATCH 256
 
+static const char *key_issue_get(struct mgr *m, const char *key_id);
+
 /* ---- helpers ---- */
 /* The message of a JSON error reply, or fallback. */
 static const char *error_msg(json_t *resp, const char *fallback)
@@ -478,8 +480,16 @@ void api_vm_get(struct req *r)
 	if (ret == 0) {
 		json_object_set_new(j, "state", json_incref(json_object_get(live, "state")));
 		json_object_set_new(j, "disks", json_incref(json_object_get(live, "disks")));
-		if (json_object_get(live, "reason"))
-			json_object_set_new(j, "reason", json_incref(json_object_get(live, "reason")));
+		if (json_object_get(live, "reason")) {
+			const char *why = v.key_id ? key_issue_get(r->m, v.key_id) : NULL;
+			char msg[1024];
+
+			/* The host knows the key is missing; the manager knows why. */
+			snprintf(msg, sizeof msg, "%s%s%s",
+				 json_string_value(json_object_get(live, "reason")),
+				 why ? "; cannot fetch it: " : "", why ? why : "");
+			json_object_set_new(j, "reason", json_string(msg));
+		}
 	} else {
 		json_object_set_new(j, "state", json_string("unknown"));
 		json_object_set_new(j, "reason", json_string(vc_error_msg(&err)));
@@ -491,6 +501,45 @@ void api_vm_get(struct req *r)
 }
 
 /* ---- reconciliation (worker thread, no lock held on entry) ---- */
+/* Record (msg) or clear (msg NULL) why key_id could not be pushed; caller
+ * holds m->lock. */
+static void key_issue_set(struct mgr *m, const char *key_id, const char *msg)
+{
+	struct key_issue **pp = &m->key_issues, *k;
+
+	while (*pp && strcmp((*pp)->key_id, key_id))
+		pp = &(*pp)->next;
+	if (!msg) {
+		if ((k = *pp)) {
+			*pp = k->next;
+			free(k);
+		}
+		return;
+	}
+	if (!*pp && (*pp = calloc(1, sizeof **pp)))
+		snprintf((*pp)->key_id, sizeof (*pp)->key_id, "%s", key_id);
+	if (*pp)
+		snprintf((*pp)->msg, sizeof (*pp)->msg, "%s", msg);
+}
+
+static const char *key_issue_get(struct mgr *m, const char *key_id)
+{
+	for (struct key_issue *k = m->key_issues; k; k = k->next)
+		if (!strcmp(k->key_id, key_id))
+			return k->msg;
+	return NULL;
+}
+
+void key_issues_free(struct mgr *m)
+{
+	while (m->key_issues) {
+		struct key_issue *k = m->key_issues;
+
+		m->key_issues = k->next;
+		free(k);
+	}
+}
+
 struct host_list {
 	struct host_ref *h;
 	size_t n, cap;
@@ -556,9 +605,18 @@ static void reconcile_host(struct mgr *m, struct host_ref *h)
 		vc_secret_free(kek);
 		pthread_mutex_lock(&m->lock);
 		prov_put(m, p);
-		if (ret < 0)
-			vc_log(VC_LOG_WARN, "host %s: key %s of provider %s for a locked VM: %s",
-			       h->address, kid, prov, p ? vc_error_msg(&err) : "no such provider");
+		if (ret < 0) {
+			char msg[512];
+
+			snprintf(msg, sizeof msg, "key provider %s: %s", prov,
+				 p ? vc_error_msg(&err) : "no such provider");
+			if (!key_issue_get(m, kid) || strcmp(key_issue_get(m, kid), msg))
+				vc_log(VC_LOG_WARN, "host %s: key %s for a locked VM: %s", h->address,
+				       kid, msg);
+			key_issue_set(m, kid, msg);
+		} else {
+			key_issue_set(m, kid, NULL);
+		}
 		pthread_mutex_unlock(&m->lock);
 		if (json_array_size(batch) == PUSH_BATCH) {
 			if (push_keys(m, h->address, h->pin, batch, &err) == 0)

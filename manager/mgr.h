@@ -81,6 +81,14 @@ struct mgr {
 	struct mgr_task *queue;
 	bool stopping;
 
+	/* Why the key of a locked VM could not be brought to its host, by key
+	 * id (the reconciliation's last failure; cleared when it succeeds). */
+	struct key_issue {
+		char key_id[256];
+		char msg[512];
+		struct key_issue *next;
+	} *key_issues;
+
 	/* The manager's certificate and key (its client identity towards
 	 * host agents too). */
 	char cert_path[4096], key_path[4096];
@@ -193,6 +201,7 @@ void task_set(struct mgr *m, struct mgr_task *t, const char *state, int progress
 	      const char *result, const char *error);
 /* Push the keys of locked VMs to their hosts (vms.c, worker thread, no lock). */
 void reconcile_hosts(struct mgr *m);
+void key_issues_free(struct mgr *m);
 json_t *task_json(const struct vc_store_task *t);
 
 /* ---- setup (setup.c) ---- */

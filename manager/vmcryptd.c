@@ -410,6 +410,7 @@ static int run(struct mgr *m, struct vc_error *err)
 	if (sigint)
 		event_free(sigint);
 	tasks_stop(m);
+	key_issues_free(m);
 	prov_free_all(m);
 	authz_invalidate(m);
 	if (m->base)

@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* vmcrypt vm: create VMs on hosts (encrypted from the start with an
+ * encryption policy), encrypt plaintext ones, list and show them. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <string.h>
+
+#include "mgr_client.h"
+
+static int print_vms(struct mgr *m, const json_t *j)
+{
+	struct mgr_table t;
+	json_t *v;
+	size_t i;
+
+	mgr_table_init(&t, 5);
+	mgr_table_row(&t, "ID", "NAME", "HOST", "ENCRYPTED", "KEY ID");
+	json_array_foreach(json_object_get(j, "vms"), i, v)
+		mgr_table_row(&t, mgr_str(v, "id"), mgr_str(v, "name"), mgr_str(v, "host"),
+			      mgr_yesno(mgr_bool(v, "encrypted")),
+			      *mgr_str(v, "key_id") ? mgr_str(v, "key_id") : NULL);
+	return mgr_table_print(m, &t);
+}
+
+static int print_vm(struct mgr *m, const json_t *j)
+{
+	json_t *d;
+	size_t i;
+
+	(void)m;
+	mgr_kv("id", "%s", mgr_str(j, "id"));
+	mgr_kv("name", "%s", mgr_str(j, "name"));
+	mgr_kv("host", "%s", mgr_str(j, "host"));
+	mgr_kv("uuid", "%s", mgr_str(j, "uuid"));
+	mgr_kv("encrypted", "%s", mgr_yesno(mgr_bool(j, "encrypted")));
+	if (mgr_bool(j, "encrypted") || *mgr_str(j, "key_id"))
+		mgr_kv("key", "%s of provider %s", mgr_str(j, "key_id"), mgr_str(j, "provider"));
+	mgr_kv("state", "%s", mgr_str(j, "state"));
+	if (*mgr_str(j, "reason"))
+		mgr_kv("reason", "%s", mgr_str(j, "reason"));
+	json_array_foreach(json_object_get(j, "disks"), i, d) {
+		char label[32];
+
+		snprintf(label, sizeof label, "disk %zu", i);
+		mgr_kv(label, "%s, %lld bytes, %s", mgr_str(d, "file"),
+		       (long long)mgr_int(d, "size"),
+		       mgr_bool(d, "encrypted") ? "encrypted" : "plaintext");
+	}
+	return 0;
+}
+
+static int vm_list(struct mgr *m, const struct margs *a)
+{
+	(void)a;
+	return mgr_show(m, "/vms", print_vms);
+}
+
+static int vm_show(struct mgr *m, const struct margs *a)
+{
+	return mgr_show_named(m, "vms", a->arg[0], print_vm);
+}
+
+/* Run a task the server started; print its result or fail with it. */
+static int follow(struct mgr *m, json_t *resp, const char *what)
+{
+	json_t *task = NULL;
+	int r;
+
+	if (!*mgr_str(resp, "task"))
+		return mgr_error(m, EXIT_FAIL, "the server's answer names no task");
+	r = mgr_task_wait(m, mgr_str(resp, "task"), &task);
+	if (r == 0)
+		r = mgr_task_result(m, task);
+	if (r == 0) {
+		const json_t *res = json_object_get(task, "result");
+
+		if (m->json)
+			mgr_print_json(task);
+		else
+			printf("%s %s%s%s\n", what, mgr_str(res, "vm"),
+			       *mgr_str(res, "key_id") ? " with key " : "", mgr_str(res, "key_id"));
+	}
+	json_decref(task);
+	return r;
+}
+
+static int vm_create(struct mgr *m, const struct margs *a)
+{
+	const char *host = mgr_opt(a, O_HOST), *parent = mgr_opt(a, O_PARENT);
+	json_t *disks = json_array(), *body, *resp = NULL;
+	int r;
+
+	for (size_t i = 0; i < a->o[O_DISK].n; i++) {
+		uint64_t size;
+
+		if (cli_parse_size(a->o[O_DISK].v[i], &size) < 0 || size == 0 || size % 4096) {
+			json_decref(disks);
+			return mgr_error(m, EXIT_USAGE, "--disk '%s': a size that is a multiple of "
+					 "4096 (e.g. 1G)", a->o[O_DISK].v[i]);
+		}
+		json_array_append_new(disks, json_pack("{s:I}", "size", (json_int_t)size));
+	}
+	body = json_pack("{s:s,s:s,s:s,s:o,s:s*}", "name", a->arg[0], "host", host, "parent",
+			 parent ? parent : host, "disks", disks, "policy", mgr_opt(a, O_POLICY));
+	if (!body)
+		return mgr_bad_body(m);
+	r = mgr_call(m, "POST", "/vms", body, &resp);
+	if (r == 0)
+		r = follow(m, resp, "created VM");
+	json_decref(resp);
+	return r;
+}
+
+static int vm_encrypt(struct mgr *m, const struct margs *a)
+{
+	char path[MGR_PATH_MAX];
+	json_t *resp = NULL;
+	int r;
+
+	if ((r = mgr_path(m, path, sizeof path, "/vms/%s/encrypt", a->arg[0])) < 0)
+		return r;
+	r = mgr_call(m, "POST", path, json_pack("{s:s}", "policy", mgr_opt(a, O_POLICY)), &resp);
+	if (r == 0)
+		r = follow(m, resp, "encrypted VM");
+	json_decref(resp);
+	return r;
+}
+
+static const struct mgr_sub vm_subs[] = {
+	{ "list", 0, 0, 0, 0, vm_list, "", NULL },
+	{ "show", 1, 0, 0, 0, vm_show, "ID   (with its state on its host: ready, locked)", NULL },
+	{ "create", 1, OPT(O_HOST) | OPT(O_PARENT) | OPT(O_DISK) | OPT(O_POLICY), OPT(O_HOST), 0,
+	  vm_create,
+	  "NAME --host HOST-ID [--disk SIZE]... [--policy NAME] [--parent ID]\n"
+	  "        An encrypting policy makes it encrypted from the start (a new key in\n"
+	  "        the policy's provider). Parent: a folder, cluster or the host (default).",
+	  NULL },
+	{ "encrypt", 1, OPT(O_POLICY), OPT(O_POLICY), 0, vm_encrypt,
+	  "ID --policy NAME   (every disk and the nvram, with a progress bar)", NULL },
+};
+
+int cmd_vm(int argc, char **argv)
+{
+	return mgr_dispatch("vm", "Virtual machines.", vm_subs, VC_ARRAY_SIZE(vm_subs), argc,
+			    argv);
+}
