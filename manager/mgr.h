@@ -24,6 +24,7 @@ struct mgr_config {
 	char *listen;              /* "127.0.0.1:8443", "[::1]:8443" */
 	char *tls_cert, *tls_key;  /* NULL: <data_dir>/tls/manager.{crt,key} */
 	char *admin_password_file;
+	int admin_password_fd;     /* -1: none */
 	char *native_provider;     /* create this native provider if none exists */
 	int64_t token_ttl;         /* seconds */
 };

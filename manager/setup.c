@@ -32,14 +32,22 @@ static int admin_password(struct mgr *m, struct vc_secret **pw, bool *one_time,
 			  struct vc_error *err)
 {
 	const char *f = m->cfg.admin_password_file;
+	char what[32];
 	int fd, ret;
 
-	*one_time = f == NULL;
-	if (!f)
+	*one_time = f == NULL && m->cfg.admin_password_fd < 0;
+	if (*one_time)
 		return vc_passwd_generate(VC_PASSWD_GEN_DEFAULT, pw, err);
-	fd = vc_private_file_open(f, "password file", err);
-	if (fd < 0)
-		return fd;
+	if (f) {
+		fd = vc_private_file_open(f, "password file", err);
+		if (fd < 0)
+			return fd;
+	} else {
+		/* An inherited descriptor: a pipe from a script, never argv. */
+		fd = m->cfg.admin_password_fd;
+		snprintf(what, sizeof what, "--admin-password-fd %d", fd);
+		f = what;
+	}
 	ret = vc_native_password_read_fd(fd, f, pw, err);
 	close(fd);
 	if (ret == 0 && vc_secret_len(*pw) < 8) {
@@ -97,8 +105,8 @@ int mgr_first_start(struct mgr *m, struct vc_error *err)
 				"%.*s\n", ADMIN_USER, (int)vc_secret_len(pw),
 				(const char *)vc_secret_data(pw));
 		else
-			fprintf(stderr, "vmcryptd: first start: user '%s' with the password "
-				"in %s\n", ADMIN_USER, m->cfg.admin_password_file);
+			fprintf(stderr, "vmcryptd: first start: user '%s' with the given "
+				"password\n", ADMIN_USER);
 	}
 out:
 	free(hash);

@@ -47,6 +47,7 @@ static void usage(FILE *f)
 		"                              on first start in DIR/tls)\n"
 		"  --admin-password-file FILE  first start: the admin's password (0600 file);\n"
 		"                              without it a one-time password is printed\n"
+		"  --admin-password-fd N       the same, read from an inherited descriptor\n"
 		"  --token-ttl SECONDS         session lifetime (default 3600)\n"
 		"  --native-provider NAME      with no key provider configured, create this\n"
 		"                              native provider as the default\n"
@@ -217,6 +218,7 @@ static int parse_args(int argc, char **argv, struct mgr_config *c, int *action,
 		{ "admin-password-file", required_argument, NULL, 'a' },
 		{ "token-ttl", required_argument, NULL, 't' },
 		{ "native-provider", required_argument, NULL, 'n' },
+		{ "admin-password-fd", required_argument, NULL, 'F' },
 		{ "print-routes", no_argument, NULL, 'r' },
 		{ "print-privileges", no_argument, NULL, 'p' },
 		{ "version", no_argument, NULL, 'V' },
@@ -240,6 +242,18 @@ static int parse_args(int argc, char **argv, struct mgr_config *c, int *action,
 		case 'h':
 			*action = o;
 			break;
+		case 'F': {
+			char *end;
+			long v;
+
+			errno = 0;
+			v = strtol(optarg, &end, 10);
+			if (errno || *end || end == optarg || v < 3 || v > 1000000)
+				return vc_error_set(err, -EINVAL, "--admin-password-fd: '%s' is not a "
+						    "descriptor number (3 or more)", optarg);
+			c->admin_password_fd = (int)v;
+			break;
+		}
 		case '?':
 			return vc_error_set(err, -EINVAL, "unknown or incomplete option '%s' "
 					    "(see --help)", argv[optind - 1]);
@@ -424,7 +438,7 @@ static int run(struct mgr *m, struct vc_error *err)
 
 int main(int argc, char **argv)
 {
-	struct mgr m = { 0 };
+	struct mgr m = { .cfg.admin_password_fd = -1 };
 	struct vc_error err = { 0 };
 	int action = 0, ret;
 
