@@ -342,7 +342,7 @@ static int decode_key(json_t *e, struct vc_secret **out)
 	size_t n = 0;
 
 	if (vc_secret_new(32, out, NULL) < 0)
-		return -ENOMEM;
+		return -ENOMEM; /* locked memory exhausted (RLIMIT_MEMLOCK, map count) */
 	if (vc_base64_decode(b64, strlen(b64), vc_secret_data(*out), 32, &n) < 0 || n != 32) {
 		vc_secret_free(*out);
 		*out = NULL;
@@ -364,14 +364,31 @@ static void h_keys_put(struct hreq *r)
 	}
 	/* Decode every key before changing the cache: a bad entry stores
 	 * nothing. */
+	size_t fresh = 0;
+
 	json_array_foreach(arr, i, e) {
-		if (decode_key(e, &dec[i]) < 0) {
+		int ret = decode_key(e, &dec[i]);
+
+		if (ret < 0) {
 			for (size_t j = 0; j < i; j++)
 				vc_secret_free(dec[j]);
-			reply_error(r, 400, "bad_request", "keys[%zu].key is not 32 bytes of base64",
-				    i);
+			if (ret == -ENOMEM)
+				reply_error(r, 503, "insufficient_memory", "cannot lock memory for more "
+					    "keys (RLIMIT_MEMLOCK): %zu keys are cached", h->nkeys);
+			else
+				reply_error(r, 400, "bad_request", "keys[%zu].key is not 32 bytes of "
+					    "base64", i);
 			return;
 		}
+		fresh += !key_find(h, json_string_value(json_object_get(e, "provider")),
+				   json_string_value(json_object_get(e, "key_id")));
+	}
+	if (h->nkeys + fresh > KEYS_MAX) {
+		for (size_t j = 0; j < n; j++)
+			vc_secret_free(dec[j]);
+		reply_error(r, 507, "insufficient_storage", "the key cache is full (%d keys)",
+			    KEYS_MAX);
+		return;
 	}
 	for (i = 0; i < n; i++) {
 		e = json_array_get(arr, i);
@@ -609,6 +626,11 @@ static int prepare(struct hostd *h, SSL_CTX **ctx, int *lockfd, struct vc_error 
 	ret = vms_load(h, err);
 	if (ret < 0)
 		return ret;
+	/* No session resumption: a resumed session would skip verify_peer
+	 * (and one from before the claim must never count after it). */
+	SSL_CTX_set_session_cache_mode(*ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_options(*ctx, SSL_OP_NO_TICKET);
+	SSL_CTX_set_num_tickets(*ctx, 0);
 	/* Ask every client for a certificate; verify_peer pins it. */
 	h->ctx = *ctx;
 	set_verify(h);

@@ -65,105 +65,155 @@ static void reply_confirm(struct req *r, const char *code, const char *seen, con
 }
 
 /* Claim the agent with its join token; an agent this manager already
- * claimed (an earlier add that failed after the claim) is taken as is. */
-static int claim(struct req *r, const char *address, const char *pin, const char *token,
-		 struct vc_error *err)
+ * claimed (an earlier add that failed after the claim) is taken back as
+ * it is. Worker thread. */
+static int claim(struct mgr *m, const char *address, const char *pin, const char *token,
+		 bool *mode, struct vc_error *err)
 {
 	struct host_call c = { .address = address, .pin = pin, .method = "POST",
 			       .path = "/api/v1/host/claim" };
 	int ret;
 
 	c.body = json_pack("{s:s}", "join_token", token);
-	ret = c.body ? host_call(r->m, &c, err) : vc_error_set(err, -ENOMEM, "out of memory");
+	ret = c.body ? host_call(m, &c, err) : vc_error_set(err, -ENOMEM, "out of memory");
 	json_decref(c.body);
 	if (ret == 0 && c.status == 409) {
 		struct host_call g = { .address = address, .pin = pin, .method = "GET",
 				       .path = "/api/v1/host" };
 
 		json_decref(c.resp);
-		ret = host_call(r->m, &g, err);
+		ret = host_call(m, &g, err);
 		c.status = g.status == 200 ? 200 : 409;
 		c.resp = g.resp;
 	}
 	if (ret == 0 && c.status != 200) {
-		const char *m = json_string_value(json_object_get(json_object_get(c.resp, "error"),
-								  "message"));
+		const char *msg = json_string_value(json_object_get(json_object_get(c.resp, "error"),
+								    "message"));
 
 		ret = vc_error_set(err, c.status == 403 ? -EACCES : -EEXIST,
 				   "host %s refused to be added: %s", address,
-				   m ? m : "(no reason given)");
+				   msg ? msg : "(no reason given)");
 	}
+	*mode = json_is_true(json_object_get(c.resp, "encryption_mode"));
 	json_decref(c.resp);
 	return ret;
 }
 
-void api_host_add(struct req *r)
+/* One add: what the worker needs and what it found. */
+struct add_job {
+	char pin[65];
+	bool given, mode;
+	char seen[65];
+	int stage;         /* 0 probe failed, 1 confirmation needed, 2 mismatch, 3 claim tried */
+	int ret;
+	struct vc_error err;
+};
+
+static void add_work(struct req *r, void *arg)
 {
+	struct add_job *j = arg;
+	const char *address = json_string_value(json_object_get(r->body, "address"));
+	struct host_call probe = { .address = address, .method = "GET", .path = "/api/v1/host",
+				   .timeout_ms = 10000 };
+
+	/* What does the host present? Shown to the administrator to confirm,
+	 * as vSphere does, before anything is sent to it. */
+	j->ret = host_call(r->m, &probe, &j->err);
+	json_decref(probe.resp);
+	snprintf(j->seen, sizeof j->seen, "%s", probe.seen);
+	if (j->ret < 0)
+		return;
+	if (!j->given) {
+		j->stage = 1;
+		return;
+	}
+	if (strcmp(j->pin, j->seen) != 0) {
+		j->stage = 2;
+		return;
+	}
+	j->stage = 3;
+	j->ret = claim(r->m, address, j->pin,
+		       json_string_value(json_object_get(r->body, "join_token")), &j->mode, &j->err);
+}
+
+static void add_done(struct req *r, void *arg)
+{
+	struct add_job *j = arg;
 	const char *address = json_string_value(json_object_get(r->body, "address"));
 	const char *parent = json_string_value(json_object_get(r->body, "parent"));
 	const char *name = json_string_value(json_object_get(r->body, "name"));
-	const char *token = json_string_value(json_object_get(r->body, "join_token"));
-	const char *given = json_string_value(json_object_get(r->body, "thumbprint"));
-	struct host_call probe = { .address = address, .method = "GET", .path = "/api/v1/host" };
 	struct vc_error err = { 0 };
-	char pin[65], id[INV_ID_LEN];
+	char id[INV_ID_LEN];
+	int64_t added = now_s();
 	int ret;
+
+	if (j->ret < 0 && j->stage == 0) {
+		reply_error(r, 502, "host_unreachable", "%s", vc_error_msg(&j->err));
+	} else if (j->stage == 1) {
+		reply_confirm(r, "thumbprint_required", j->seen,
+			      "confirm the host's certificate thumbprint: send it back in "
+			      "'thumbprint'");
+	} else if (j->stage == 2) {
+		ev_log(r->m, r->user, "host.add", NULL, NULL, NULL, EV_FAIL,
+		       "host %s presented another certificate than the one confirmed", address);
+		reply_confirm(r, "thumbprint_mismatch", j->seen,
+			      "the host presents another certificate than the thumbprint given");
+	} else if (j->ret < 0) {
+		ev_log(r->m, r->user, "host.add", NULL, NULL, NULL, EV_FAIL, "%s",
+		       vc_error_msg(&j->err));
+		if (j->ret == -EACCES)
+			reply_error(r, 403, "forbidden", "%s", vc_error_msg(&j->err));
+		else if (j->ret == -EEXIST)
+			reply_error(r, 409, "conflict", "%s", vc_error_msg(&j->err));
+		else
+			reply_error(r, 502, "host_unreachable", "%s", vc_error_msg(&j->err));
+	} else {
+		ret = vc_store_begin(r->m->st, &err);
+		if (ret == 0)
+			ret = inv_add(r, parent, "host", name, id, &err);
+		if (ret == 0)
+			ret = vc_store_host_add(r->m->st, &(struct vc_store_host){
+				.id = id, .address = address, .thumbprint = j->pin,
+				.encryption_mode = j->mode, .added = added }, &err);
+		ret = vc_store_end(r->m->st, ret, &err);
+		if (ret < 0) {
+			authz_invalidate(r->m);
+			reply_errno(r, ret, &err);
+		} else {
+			ev_log(r->m, r->user, "host.add", id, NULL, NULL, EV_OK,
+			       "added host %s at %s (certificate SHA-256 %s), both sides pinned",
+			       name, address, j->pin);
+			reply_json(r, 201, host_json(&(struct vc_store_host){
+				.id = id, .address = address, .thumbprint = j->pin,
+				.encryption_mode = j->mode, .added = added }, name, parent));
+		}
+	}
+	free(j);
+}
+
+void api_host_add(struct req *r)
+{
+	const char *parent = json_string_value(json_object_get(r->body, "parent"));
+	const char *given = json_string_value(json_object_get(r->body, "thumbprint"));
+	struct add_job *j;
 
 	if (inv_check_place(r, parent, "host") < 0)
 		return;
-	if (given && thumbprint_norm(given, pin) < 0) {
+	j = calloc(1, sizeof *j);
+	if (!j) {
+		reply_error(r, 500, "internal", "out of memory");
+		return;
+	}
+	j->given = given != NULL;
+	if (given && thumbprint_norm(given, j->pin) < 0) {
+		free(j);
 		reply_error(r, 400, "bad_request", "field 'thumbprint': 64 hex digits, ':' allowed");
 		return;
 	}
-	/* What does the host present? Shown to the administrator to confirm,
-	 * as vSphere does, before anything is sent to it. */
-	ret = host_call(r->m, &probe, &err);
-	json_decref(probe.resp);
-	if (ret < 0) {
-		reply_error(r, 502, "host_unreachable", "%s", vc_error_msg(&err));
-		return;
+	if (defer_call(r, add_work, add_done, j) < 0) {
+		free(j);
+		reply_error(r, 500, "internal", "cannot start the call to the host");
 	}
-	if (!given) {
-		reply_confirm(r, "thumbprint_required", probe.seen,
-			      "confirm the host's certificate thumbprint: send it back in "
-			      "'thumbprint'");
-		return;
-	}
-	if (strcmp(pin, probe.seen) != 0) {
-		ev_log(r->m, r->user, "host.add", NULL, NULL, NULL, EV_FAIL,
-		       "host %s presented another certificate than the one confirmed", address);
-		reply_confirm(r, "thumbprint_mismatch", probe.seen,
-			      "the host presents another certificate than the thumbprint given");
-		return;
-	}
-	ret = claim(r, address, pin, token, &err);
-	if (ret < 0) {
-		ev_log(r->m, r->user, "host.add", NULL, NULL, NULL, EV_FAIL, "%s", vc_error_msg(&err));
-		if (ret == -EACCES)
-			reply_error(r, 403, "forbidden", "%s", vc_error_msg(&err));
-		else if (ret == -EEXIST)
-			reply_error(r, 409, "conflict", "%s", vc_error_msg(&err));
-		else
-			reply_error(r, 502, "host_unreachable", "%s", vc_error_msg(&err));
-		return;
-	}
-	ret = vc_store_begin(r->m->st, &err);
-	if (ret == 0)
-		ret = inv_add(r, parent, "host", name, id, &err);
-	if (ret == 0)
-		ret = vc_store_host_add(r->m->st, &(struct vc_store_host){
-			.id = id, .address = address, .thumbprint = pin, .added = now_s() }, &err);
-	ret = vc_store_end(r->m->st, ret, &err);
-	if (ret < 0) {
-		authz_invalidate(r->m);
-		reply_errno(r, ret, &err);
-		return;
-	}
-	ev_log(r->m, r->user, "host.add", id, NULL, NULL, EV_OK,
-	       "added host %s at %s (certificate SHA-256 %s), both sides pinned", name, address,
-	       pin);
-	reply_json(r, 201, host_json(&(struct vc_store_host){ .id = id, .address = address,
-				     .thumbprint = pin, .added = now_s() }, name, parent));
 }
 
 /* The stored host of the path, or a reply. */
@@ -177,79 +227,118 @@ static int path_host(struct req *r, struct vc_store_host *h)
 	return ret;
 }
 
-void api_host_get(struct req *r)
+/* A call to a stored host, made by a worker. */
+struct host_job {
+	struct vc_store_host h;      /* strings in h.mem */
+	struct vc_store_object o;    /* strings in o.mem */
+	struct host_call c;
+	json_t *body;
+	int ret;
+	struct vc_error err;
+};
+
+static void host_job_free(struct host_job *j)
 {
-	struct vc_store_host h;
-	struct host_call c = { .method = "GET", .path = "/api/v1/host", .timeout_ms = 5000 };
-	struct vc_store_object o;
+	json_decref(j->c.resp);
+	json_decref(j->body);
+	free(j->h.mem);
+	free(j->o.mem);
+	free(j);
+}
+
+static void host_work(struct req *r, void *arg)
+{
+	struct host_job *j = arg;
+
+	j->c.body = j->body;
+	j->ret = host_call(r->m, &j->c, &j->err);
+}
+
+/* Load the path's host and its object, and start the call. */
+static void host_start(struct req *r, const char *method, const char *path, json_t *body,
+		       void (*done)(struct req *r, void *arg))
+{
+	struct host_job *j = calloc(1, sizeof *j);
 	struct vc_error err = { 0 };
-	json_t *j;
 	int ret;
 
-	if (path_host(r, &h) < 0)
+	if (!j) {
+		json_decref(body);
+		reply_error(r, 500, "internal", "out of memory");
 		return;
-	ret = vc_store_object_get(r->m->st, h.id, &o, &err);
+	}
+	j->body = body;
+	ret = path_host(r, &j->h);
+	if (ret == 0) {
+		ret = vc_store_object_get(r->m->st, j->h.id, &j->o, &err);
+		if (ret < 0)
+			reply_errno(r, ret, &err);
+	}
 	if (ret < 0) {
-		free(h.mem);
-		reply_errno(r, ret, &err);
+		host_job_free(j);
 		return;
 	}
-	c.address = h.address;
-	c.pin = h.thumbprint;
-	j = host_json(&h, o.name, o.parent);
-	ret = host_call(r->m, &c, &err);
-	if (ret == 0 && c.status == 200) {
-		json_object_set_new(j, "connection", json_string("connected"));
-		json_object_set(j, "agent", c.resp);
-	} else {
-		json_object_set_new(j, "connection", json_string("disconnected"));
-		json_object_set_new(j, "reason", json_string(ret < 0 ? vc_error_msg(&err)
-							  : "the agent refused this manager"));
+	j->c = (struct host_call){ .address = j->h.address, .pin = j->h.thumbprint,
+				   .method = method, .path = path, .timeout_ms = 5000 };
+	if (defer_call(r, host_work, done, j) < 0) {
+		host_job_free(j);
+		reply_error(r, 500, "internal", "cannot start the call to the host");
 	}
-	json_decref(c.resp);
-	free(o.mem);
-	free(h.mem);
-	reply_json(r, 200, j);
+}
+
+static void get_done(struct req *r, void *arg)
+{
+	struct host_job *j = arg;
+	json_t *out = host_json(&j->h, j->o.name, j->o.parent);
+
+	if (j->ret == 0 && j->c.status == 200) {
+		json_object_set_new(out, "connection", json_string("connected"));
+		json_object_set(out, "agent", j->c.resp);
+	} else {
+		json_object_set_new(out, "connection", json_string("disconnected"));
+		json_object_set_new(out, "reason", json_string(j->ret < 0 ? vc_error_msg(&j->err)
+							    : "the agent refused this manager"));
+	}
+	reply_json(r, 200, out);
+	host_job_free(j);
+}
+
+void api_host_get(struct req *r)
+{
+	host_start(r, "GET", "/api/v1/host", NULL, get_done);
+}
+
+static void mode_done(struct req *r, void *arg)
+{
+	struct host_job *j = arg;
+	bool on = json_is_true(json_object_get(j->body, "enabled"));
+	int ret = j->ret;
+
+	if (ret == 0 && j->c.status != 200)
+		ret = vc_error_set(&j->err, -EIO, "host %s answered %ld", j->h.address, j->c.status);
+	if (ret == 0)
+		ret = vc_store_host_set_encryption_mode(r->m->st, j->h.id, on, &j->err);
+	ev_log(r->m, r->user, "host.encryption-mode", j->h.id, NULL, NULL,
+	       ret == 0 ? EV_OK : EV_FAIL, "%s host encryption mode on %s%s%s",
+	       on ? "enable" : "disable", j->h.address, ret == 0 ? "" : ": ",
+	       ret == 0 ? "" : vc_error_msg(&j->err));
+	if (ret < 0) {
+		reply_error(r, 502, "host_unreachable", "%s", vc_error_msg(&j->err));
+	} else {
+		j->h.encryption_mode = on;
+		reply_json(r, 200, host_json(&j->h, j->o.name, j->o.parent));
+	}
+	host_job_free(j);
 }
 
 void api_host_mode(struct req *r)
 {
 	bool on = json_is_true(json_object_get(r->body, "enabled"));
-	struct vc_store_host h;
-	struct host_call c = { .method = "PUT", .path = "/api/v1/host/encryption-mode" };
-	struct vc_error err = { 0 };
-	int ret;
+	json_t *body = json_pack("{s:b}", "enabled", on);
 
-	if (path_host(r, &h) < 0)
-		return;
-	c.address = h.address;
-	c.pin = h.thumbprint;
-	c.body = json_pack("{s:b}", "enabled", on);
-	ret = c.body ? host_call(r->m, &c, &err) : vc_error_set(&err, -ENOMEM, "out of memory");
-	json_decref(c.body);
-	if (ret == 0 && c.status != 200)
-		ret = vc_error_set(&err, -EIO, "host %s answered %ld", h.address, c.status);
-	json_decref(c.resp);
-	if (ret == 0)
-		ret = vc_store_host_set_encryption_mode(r->m->st, h.id, on, &err);
-	ev_log(r->m, r->user, "host.encryption-mode", h.id, NULL, NULL, ret == 0 ? EV_OK : EV_FAIL,
-	       "%s host encryption mode on %s%s%s", on ? "enable" : "disable", h.address,
-	       ret == 0 ? "" : ": ", ret == 0 ? "" : vc_error_msg(&err));
-	if (ret < 0) {
-		free(h.mem);
-		reply_error(r, 502, "host_unreachable", "%s", vc_error_msg(&err));
+	if (!body) {
+		reply_error(r, 500, "internal", "out of memory");
 		return;
 	}
-	h.encryption_mode = on;
-	{
-		struct vc_store_object o;
-
-		if (vc_store_object_get(r->m->st, h.id, &o, &err) == 0) {
-			reply_json(r, 200, host_json(&h, o.name, o.parent));
-			free(o.mem);
-		} else {
-			reply_errno(r, -ENOENT, &err);
-		}
-	}
-	free(h.mem);
+	host_start(r, "PUT", "/api/v1/host/encryption-mode", body, mode_done);
 }

@@ -456,48 +456,83 @@ void api_vms_list(struct req *r)
 	reply_json(r, 200, json_pack("{s:o}", "vms", c.arr));
 }
 
-void api_vm_get(struct req *r)
-{
-	struct vc_store_vm v;
-	struct vc_store_object o;
+struct get_job {
 	struct host_ref h;
-	struct vc_error err = { 0 };
 	char path[120];
-	json_t *j, *live = NULL;
-	int ret = vc_store_vm_get(r->m->st, r->param[0], &v, &err);
+	json_t *vm;        /* what the store says */
+	char key_id[VC_KEYPROV_ID_MAX];
+	json_t *live;
+	int ret;
+	struct vc_error err;
+};
 
-	if (ret == 0)
-		ret = vc_store_object_get(r->m->st, v.id, &o, &err);
-	if (ret < 0) {
-		reply_errno(r, ret, &err);
-		return;
-	}
-	j = vm_json(&v, o.name);
-	snprintf(path, sizeof path, "/api/v1/vms/%s", v.uuid);
-	ret = host_ref(r->m, v.host, &h, &err);
-	if (ret == 0)
-		ret = host_do(r->m, h.address, h.pin, "GET", path, NULL, &live, &err);
-	if (ret == 0) {
-		json_object_set_new(j, "state", json_incref(json_object_get(live, "state")));
-		json_object_set_new(j, "disks", json_incref(json_object_get(live, "disks")));
+static void get_work(struct req *r, void *arg)
+{
+	struct get_job *j = arg;
+
+	j->ret = host_do(r->m, j->h.address, j->h.pin, "GET", j->path, NULL, &j->live, &j->err);
+}
+
+static void get_done(struct req *r, void *arg)
+{
+	struct get_job *j = arg;
+	json_t *out = j->vm, *live = j->live;
+
+	if (j->ret == 0) {
+		json_object_set_new(out, "state", json_incref(json_object_get(live, "state")));
+		json_object_set_new(out, "disks", json_incref(json_object_get(live, "disks")));
 		if (json_object_get(live, "reason")) {
-			const char *why = v.key_id ? key_issue_get(r->m, v.key_id) : NULL;
+			const char *why = j->key_id[0] ? key_issue_get(r->m, j->key_id) : NULL;
 			char msg[1024];
 
 			/* The host knows the key is missing; the manager knows why. */
 			snprintf(msg, sizeof msg, "%s%s%s",
 				 json_string_value(json_object_get(live, "reason")),
 				 why ? "; cannot fetch it: " : "", why ? why : "");
-			json_object_set_new(j, "reason", json_string(msg));
+			json_object_set_new(out, "reason", json_string(msg));
 		}
 	} else {
-		json_object_set_new(j, "state", json_string("unknown"));
-		json_object_set_new(j, "reason", json_string(vc_error_msg(&err)));
+		json_object_set_new(out, "state", json_string("unknown"));
+		json_object_set_new(out, "reason", json_string(vc_error_msg(&j->err)));
 	}
+	reply_json(r, 200, out);
 	json_decref(live);
-	free(o.mem);
+	free(j);
+}
+
+void api_vm_get(struct req *r)
+{
+	struct vc_store_vm v;
+	struct vc_store_object o;
+	struct vc_error err = { 0 };
+	struct get_job *j = calloc(1, sizeof *j);
+	int ret = j ? vc_store_vm_get(r->m->st, r->param[0], &v, &err)
+		    : vc_error_set(&err, -ENOMEM, "out of memory");
+
+	if (ret < 0) {
+		free(j);
+		reply_errno(r, ret, &err);
+		return;
+	}
+	ret = vc_store_object_get(r->m->st, v.id, &o, &err);
+	if (ret == 0) {
+		ret = host_ref(r->m, v.host, &j->h, &err);
+		j->vm = vm_json(&v, o.name);
+		free(o.mem);
+	}
+	if (ret == 0) {
+		snprintf(j->path, sizeof j->path, "/api/v1/vms/%s", v.uuid);
+		if (v.key_id)
+			snprintf(j->key_id, sizeof j->key_id, "%s", v.key_id);
+	}
 	free(v.mem);
-	reply_json(r, 200, j);
+	if (ret == 0 && defer_call(r, get_work, get_done, j) < 0)
+		ret = vc_error_set(&err, -ENOMEM, "cannot start the call to the host");
+	if (ret < 0) {
+		json_decref(j->vm);
+		free(j);
+		reply_errno(r, ret, &err);
+	}
 }
 
 /* ---- reconciliation (worker thread, no lock held on entry) ---- */

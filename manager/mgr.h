@@ -111,7 +111,18 @@ struct req {
 	int64_t expires;
 	uint8_t token_hash[32];
 	bool replied;
+	bool deferred;                 /* handed to defer_call() */
 };
+
+/*
+ * Run work(r, arg) on a thread of its own, without m->lock (for calls that
+ * wait on the network: host agents), then done(r, arg) back on the request
+ * loop with m->lock held, which replies. If the client went away
+ * meanwhile, done still runs (to free arg) with r->er NULL and must not
+ * reply. 0, or -errno (then nothing was started: reply yourself).
+ */
+int defer_call(struct req *r, void (*work)(struct req *r, void *arg),
+	       void (*done)(struct req *r, void *arg), void *arg);
 
 /* Where a route's privilege is checked. */
 enum mgr_obj {

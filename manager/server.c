@@ -34,7 +34,14 @@
 
 static void send_buf(struct req *r, int status, const char *ctype, struct evbuffer *b)
 {
-	struct evkeyvalq *h = evhttp_request_get_output_headers(r->er);
+	struct evkeyvalq *h;
+
+	if (!r->er) {
+		/* A deferred call whose client left. */
+		r->replied = true;
+		return;
+	}
+	h = evhttp_request_get_output_headers(r->er);
 
 	evhttp_add_header(h, "Content-Type", ctype);
 	evhttp_add_header(h, "Cache-Control", "no-store");
@@ -70,7 +77,8 @@ void reply_json(struct req *r, int status, json_t *j)
 
 void reply_empty(struct req *r, int status)
 {
-	evhttp_send_reply(r->er, status, NULL, NULL);
+	if (r->er)
+		evhttp_send_reply(r->er, status, NULL, NULL);
 	r->replied = true;
 }
 
@@ -372,6 +380,103 @@ static void nodelay(struct evhttp_request *er)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+static void req_free(struct req *r)
+{
+	json_decref(r->body);
+	vc_wipe(r, sizeof *r);
+	free(r);
+}
+
+/* ---- calls that wait for a host: run off the request loop ---- */
+struct defer {
+	struct req *r;
+	struct event *ev;
+	struct evhttp_connection *conn;
+	void (*work)(struct req *r, void *arg);
+	void (*done)(struct req *r, void *arg);
+	void *arg;
+	bool gone;
+};
+
+static void on_client_gone(struct evhttp_connection *c, void *arg)
+{
+	struct defer *d = arg;
+
+	(void)c;
+	d->gone = true;
+}
+
+/* Back on the loop: reply (unless the client left), then clean up. */
+static void on_work_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct defer *d = arg;
+	struct mgr *m = d->r->m;
+
+	(void)fd;
+	(void)what;
+	pthread_mutex_lock(&m->lock);
+	if (!d->gone) {
+		evhttp_connection_set_closecb(d->conn, NULL, NULL);
+		d->done(d->r, d->arg);
+		if (!d->r->replied)
+			reply_error(d->r, 500, "internal", "the call ended without a reply");
+	} else {
+		/* The request went with its connection: only free our side. */
+		d->r->er = NULL;
+		d->done(d->r, d->arg);
+	}
+	pthread_mutex_unlock(&m->lock);
+	event_free(d->ev);
+	req_free(d->r);
+	free(d);
+}
+
+static void *work_thread(void *arg)
+{
+	struct defer *d = arg;
+
+	d->work(d->r, d->arg);
+	event_active(d->ev, EV_READ, 0);
+	return NULL;
+}
+
+int defer_call(struct req *r, void (*work)(struct req *r, void *arg),
+	       void (*done)(struct req *r, void *arg), void *arg)
+{
+	struct defer *d = calloc(1, sizeof *d);
+	pthread_attr_t attr;
+	pthread_t t;
+	int ret;
+
+	if (!d)
+		return -ENOMEM;
+	d->r = r;
+	d->work = work;
+	d->done = done;
+	d->arg = arg;
+	d->conn = evhttp_request_get_connection(r->er);
+	d->ev = event_new(r->m->base, -1, 0, on_work_done, d);
+	if (!d->ev || !d->conn) {
+		if (d->ev)
+			event_free(d->ev);
+		free(d);
+		return -ENOMEM;
+	}
+	evhttp_connection_set_closecb(d->conn, on_client_gone, d);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	ret = pthread_create(&t, &attr, work_thread, d);
+	pthread_attr_destroy(&attr);
+	if (ret) {
+		evhttp_connection_set_closecb(d->conn, NULL, NULL);
+		event_free(d->ev);
+		free(d);
+		return -ret;
+	}
+	r->deferred = true;
+	return 0;
+}
+
 static void on_request(struct evhttp_request *er, void *arg)
 {
 	struct mgr *m = arg;
@@ -387,12 +492,15 @@ static void on_request(struct evhttp_request *er, void *arg)
 	nodelay(er);
 	pthread_mutex_lock(&m->lock);
 	serve(r);
+	if (r->deferred) {
+		/* A worker thread has it; on_work_done replies and frees. */
+		pthread_mutex_unlock(&m->lock);
+		return;
+	}
 	if (!r->replied)
 		reply_error(r, 500, "internal", "the call ended without a reply");
 	pthread_mutex_unlock(&m->lock);
-	json_decref(r->body);
-	vc_wipe(r, sizeof *r);
-	free(r);
+	req_free(r);
 }
 
 static struct bufferevent *make_bev(struct event_base *base, void *arg)

@@ -397,6 +397,8 @@ static int run(struct mgr *m, struct vc_error *err)
 		ret = prov_ensure_native(m, m->cfg.native_provider, err);
 	if (ret == 0)
 		ret = tasks_start(m, err);
+	if (ret == 0 && evthread_use_pthreads() < 0)
+		ret = vc_error_set(err, -ENOMEM, "cannot enable libevent's threads");
 	if (ret == 0) {
 		m->base = event_base_new();
 		ret = m->base ? 0 : vc_error_set(err, -ENOMEM, "cannot create the event loop");

@@ -6,6 +6,10 @@
 # System.View) succeeds; the predefined roles No Cryptography Administrator
 # and Read-only; and vSphere's inheritance rules (propagation, nearest
 # permission wins, a user permission beats group ones, groups apply).
+# The host routes run against real vmcrypt-hostd agents (tests/integration/
+# vc_hostd.py): one added host, and a fresh unclaimed agent for each add
+# that succeeds (a refused add leaves its agent unclaimed for the next);
+# the VM routes use another agent, in encryption mode, with plaintext VMs.
 import itertools
 import re
 from dataclasses import dataclass, field
@@ -16,6 +20,7 @@ from vc_manager import (ADMIN, PASSWORD, NO_BODY, add_object, add_role, add_user
                         all_privileges, assert_error, grant, print_routes,
                         user_client, wait_task)
 from vc_manager import admin, manager  # noqa: F401 (pytest fixtures)
+from vc_hostd import add_host, agents  # noqa: F401 (agents: a pytest fixture)
 
 BACKUP_PASSWORD = "backup-pw-matrix-0123"
 NAT = "mx-nat"          # a backed-up native provider with one key
@@ -35,6 +40,8 @@ CRYPTO_ROUTES = {
     ("GET", "/api/v1/key-providers/{}/keys/{}"),
     ("POST", "/api/v1/policies"),
     ("DELETE", "/api/v1/policies/{}"),
+    ("PUT", "/api/v1/hosts/{}/encryption-mode"),
+    ("POST", "/api/v1/vms/{}/encrypt"),
 }
 
 # What the No Cryptography Administrator must still be able to do.
@@ -49,6 +56,8 @@ NOCRYPTO_ALLOWED = [
     ("GET", "/api/v1/permissions", None), ("POST", "/api/v1/permissions", None),
     ("DELETE", "/api/v1/permissions", None),
     ("GET", "/api/v1/tasks", None), ("GET", "/api/v1/events", None),
+    ("GET", "/api/v1/hosts", None), ("GET", "/api/v1/hosts/{}", None),
+    ("POST", "/api/v1/hosts", None),
 ]
 
 # Reads the Read-only role must be able to do whatever the route table says.
@@ -77,9 +86,14 @@ class Req:
 class Ctx:
     """Shared state of the matrix: the admin client and resources made once."""
 
-    def __init__(self, mgr, admin_api):
+    def __init__(self, mgr, admin_api, agents_pool):
         self.mgr = mgr
         self.admin = admin_api
+        self.agents = agents_pool
+        self.spare = None
+        self._host_id = None
+        self._vm_host = None
+        self._vm = None
         self.n = itertools.count(1)
         self.folder = add_object(admin_api, "root", "folder", "mx-folder")
         self.victim = "mx-victim"
@@ -96,6 +110,47 @@ class Ctx:
 
     def name(self, prefix):
         return f"{prefix}-{next(self.n)}"
+
+    @property
+    def host_id(self):
+        """A host added through the API, with its agent running."""
+        if self._host_id is None:
+            a = self.agents.new("mx-host")
+            self._host_id = add_host(self.admin, a, self.folder, "mx-host")["id"]
+        return self._host_id
+
+    @property
+    def vm_host(self):
+        """The host of the VMs: in encryption mode, so that encrypting a VM
+        needs no Cryptographer.RegisterHost."""
+        if self._vm_host is None:
+            a = self.agents.new("mx-vmhost")
+            hid = add_host(self.admin, a, self.folder, "mx-vmhost")["id"]
+            self.admin.ok("PUT", f"hosts/{hid}/encryption-mode", {"enabled": True}, ok=(200,))
+            self._vm_host = hid
+        return self._vm_host
+
+    def new_vm(self):
+        """A fresh plaintext VM (no disks) on vm_host: its id."""
+        body = {"name": self.name("mxvm"), "host": self.vm_host, "parent": self.folder,
+                "disks": []}
+        task = self.admin.ok("POST", "vms", body, ok=(202,))["task"]
+        t = wait_task(self.admin, task)
+        assert t["state"] == "success", t
+        return t["result"]["vm"]
+
+    @property
+    def vm(self):
+        if self._vm is None:
+            self._vm = self.new_vm()
+        return self._vm
+
+    def spare_agent(self):
+        """An agent nobody has claimed: the last one if a refused add
+        left it so, else a new one."""
+        if self.spare is None or self.spare.state()["manager_thumbprint"] is not None:
+            self.spare = self.agents.new()
+        return self.spare
 
     def exists(self, path):
         s, _ = self.admin.get(path)
@@ -331,6 +386,79 @@ def r_pol_delete(ctx, who, kind):
                denied_check=must_exist(ctx, f"policies/{name}"))
 
 
+def _host_addresses(ctx):
+    return {h["address"] for h in ctx.admin.ok("GET", "hosts", ok=(200,))["hosts"]}
+
+
+def r_hosts_list(ctx, who, kind):
+    return Req("/api/v1/hosts")
+
+
+def r_host_add(ctx, who, kind):
+    a = ctx.spare_agent()
+
+    def check():
+        assert a.state()["manager_thumbprint"] is None, "a refused call claimed the agent"
+        assert a.address not in _host_addresses(ctx), "a refused call added the host"
+    return Req("/api/v1/hosts", {"address": a.address, "join_token": a.token,
+                                 "parent": ctx.folder, "name": ctx.name("newhost"),
+                                 "thumbprint": a.fingerprint},
+               ok=(201,), denied_check=check)
+
+
+def r_host_get(ctx, who, kind):
+    return Req(f"/api/v1/hosts/{ctx.host_id}")
+
+
+def r_host_mode(ctx, who, kind):
+    # Asks for the opposite of the current mode, so that a refused call
+    # that went through anyway shows.
+    hid = ctx.host_id
+    now = ctx.admin.ok("GET", f"hosts/{hid}", ok=(200,))
+    assert now["connection"] == "connected", now
+
+    def check():
+        g = ctx.admin.ok("GET", f"hosts/{hid}", ok=(200,))
+        assert (g["encryption_mode"], g["agent"]["encryption_mode"]) == \
+            (now["encryption_mode"], now["agent"]["encryption_mode"]), \
+            "a refused call changed host encryption mode"
+    return Req(f"/api/v1/hosts/{hid}/encryption-mode",
+               {"enabled": not now["agent"]["encryption_mode"]}, ok=(200,),
+               denied_check=check)
+
+
+def _task_count(ctx):
+    return len(ctx.admin.ok("GET", "tasks", ok=(200,))["tasks"])
+
+
+def r_vms_list(ctx, who, kind):
+    return Req("/api/v1/vms")
+
+
+def r_vm_create(ctx, who, kind):
+    host = ctx.vm_host
+    n = _task_count(ctx)
+
+    def check():
+        assert _task_count(ctx) == n, "a refused call queued a task"
+    return Req("/api/v1/vms", {"name": ctx.name("newvm"), "host": host, "parent": ctx.folder,
+                               "disks": []}, ok=(202,), denied_check=check)
+
+
+def r_vm_get(ctx, who, kind):
+    return Req(f"/api/v1/vms/{ctx.vm}")
+
+
+def r_vm_encrypt(ctx, who, kind):
+    vm = ctx.new_vm()
+    n = _task_count(ctx)
+
+    def check():
+        assert _task_count(ctx) == n, "a refused call queued a task"
+        assert ctx.admin.ok("GET", f"vms/{vm}", ok=(200,))["encrypted"] is False
+    return Req(f"/api/v1/vms/{vm}/encrypt", {"policy": POLICY}, ok=(202,), denied_check=check)
+
+
 def r_tasks(ctx, who, kind):
     return Req("/api/v1/tasks")
 
@@ -369,6 +497,14 @@ MATRIX = {
     ("POST", "/api/v1/inventory"): r_inv_add,
     ("PATCH", "/api/v1/inventory/{}"): r_inv_rename,
     ("DELETE", "/api/v1/inventory/{}"): r_inv_delete,
+    ("GET", "/api/v1/hosts"): r_hosts_list,
+    ("POST", "/api/v1/hosts"): r_host_add,
+    ("GET", "/api/v1/hosts/{}"): r_host_get,
+    ("PUT", "/api/v1/hosts/{}/encryption-mode"): r_host_mode,
+    ("GET", "/api/v1/vms"): r_vms_list,
+    ("POST", "/api/v1/vms"): r_vm_create,
+    ("GET", "/api/v1/vms/{}"): r_vm_get,
+    ("POST", "/api/v1/vms/{}/encrypt"): r_vm_encrypt,
     ("GET", "/api/v1/key-providers"): r_prov_list,
     ("GET", "/api/v1/key-providers/{}"): r_prov_get,
     ("POST", "/api/v1/key-providers"): r_prov_add,
@@ -397,8 +533,8 @@ def routes():
 
 
 @pytest.fixture(scope="module")
-def ctx(manager, admin):
-    return Ctx(manager, admin)
+def ctx(manager, admin, agents):  # noqa: F811
+    return Ctx(manager, admin, agents)
 
 
 @pytest.fixture(scope="module")
