@@ -62,14 +62,16 @@ else
 fi
 
 step "manager and CLI integration tests against the ASan + UBSan build"
-# The daemon parses untrusted network input: its tests and the CLI's run
-# once more under the sanitizers (a report aborts the process, which the
-# harness notices).
+# The daemons parse untrusted network input: their tests, the CLI's and
+# the VM file format's run once more under the sanitizers (a report aborts
+# the process, which the harnesses notice).
 rm -f build-asan/pytest.xml
 if [ -x build-asan/manager/vmcryptd ] && [ -x build-asan/cli/vmcrypt ]; then
 	VMCRYPT_BUILD=$top/build-asan $PY -m pytest -q -p no:cacheprovider \
 		tests/integration/test_manager_*.py \
 		tests/integration/test_cli_manager_offline.py \
+		tests/integration/test_hostd.py \
+		tests/integration/test_vmfile.py \
 		--junitxml=build-asan/pytest.xml || status=1
 	logs+=(build-asan/pytest.xml)
 else
