@@ -126,6 +126,43 @@ static int vm_encrypt(struct mgr *m, const struct margs *a)
 	return r;
 }
 
+static int vm_rekey(struct mgr *m, const struct margs *a)
+{
+	char path[MGR_PATH_MAX];
+	json_t *resp = NULL, *body;
+	int r;
+
+	if ((r = mgr_path(m, path, sizeof path, "/vms/%s/rekey", a->arg[0])) < 0)
+		return r;
+	body = json_pack("{s:s*}", "policy", mgr_opt(a, O_POLICY));
+	if (!body)
+		return mgr_bad_body(m);
+	r = mgr_call(m, "POST", path, body, &resp);
+	if (r == 0)
+		r = follow(m, resp, "rekeyed VM");
+	json_decref(resp);
+	return r;
+}
+
+static int vm_add_disk(struct mgr *m, const struct margs *a)
+{
+	char path[MGR_PATH_MAX], done[MGR_PATH_MAX];
+	uint64_t size;
+	json_t *body;
+	int r;
+
+	if (cli_parse_size(mgr_opt(a, O_DISK), &size) < 0 || size == 0 || size % 4096)
+		return mgr_error(m, EXIT_USAGE, "--disk '%s': a size that is a multiple of 4096",
+				 mgr_opt(a, O_DISK));
+	if ((r = mgr_path(m, path, sizeof path, "/vms/%s/disks", a->arg[0])) < 0)
+		return r;
+	body = json_pack("{s:I}", "size", (json_int_t)size);
+	if (!body)
+		return mgr_bad_body(m);
+	snprintf(done, sizeof done, "added a disk to VM %s", a->arg[0]);
+	return mgr_do(m, "POST", path, body, done);
+}
+
 static const struct mgr_sub vm_subs[] = {
 	{ "list", 0, 0, 0, 0, vm_list, "", NULL },
 	{ "show", 1, 0, 0, 0, vm_show, "ID   (with its state on its host: ready, locked)", NULL },
@@ -137,6 +174,11 @@ static const struct mgr_sub vm_subs[] = {
 	  NULL },
 	{ "encrypt", 1, OPT(O_POLICY), OPT(O_POLICY), 0, vm_encrypt,
 	  "ID --policy NAME   (every disk and the nvram, with a progress bar)", NULL },
+	{ "rekey", 1, OPT(O_POLICY), 0, 0, vm_rekey,
+	  "ID [--policy NAME]   (shallow: a new KEK, from the policy's provider or the\n"
+	  "        VM's, rewraps every disk key and the VM key)", NULL },
+	{ "add-disk", 1, OPT(O_DISK), OPT(O_DISK), 0, vm_add_disk,
+	  "ID --disk SIZE   (encrypted, with its own key, when the VM is)", NULL },
 };
 
 int cmd_vm(int argc, char **argv)

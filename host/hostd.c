@@ -456,6 +456,8 @@ static const struct {
 	  h_vm_encrypt_disk },
 	{ EVHTTP_REQ_POST, "/api/v1/vms/{uuid}/encrypt", false, vm_encrypt_f, h_vm_encrypt_finish },
 	{ EVHTTP_REQ_GET, "/api/v1/vms/{uuid}/disks/{n}/data", false, NULL, h_vm_export_disk },
+	{ EVHTTP_REQ_POST, "/api/v1/vms/{uuid}/disks", false, vm_disk_f, h_vm_add_disk },
+	{ EVHTTP_REQ_POST, "/api/v1/vms/{uuid}/rekey", false, vm_encrypt_f, h_vm_rekey },
 };
 
 static void serve(struct hreq *r)

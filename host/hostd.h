@@ -72,6 +72,8 @@ void h_vm_get(struct hreq *r);
 void h_vm_encrypt_disk(struct hreq *r);
 void h_vm_encrypt_finish(struct hreq *r);
 void h_vm_export_disk(struct hreq *r);
-extern const struct vc_field vm_create_f[], vm_encrypt_f[];
+void h_vm_add_disk(struct hreq *r);
+void h_vm_rekey(struct hreq *r);
+extern const struct vc_field vm_create_f[], vm_encrypt_f[], vm_disk_f[];
 
 #endif

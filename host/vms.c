@@ -49,6 +49,8 @@ struct vm {
 	char provider[VC_REQ_NAME_MAX + 1];   /* its KEK, once it has one */
 	char key_id[VC_REQ_PARAM_MAX];
 	char wrapped_key[128];                /* base64 of the wrapped VM key */
+	char next_provider[VC_REQ_NAME_MAX + 1]; /* a shallow rekey under way */
+	char next_key_id[VC_REQ_PARAM_MAX];
 	char nvram[32];
 	struct vm_disk disks[DISKS_MAX];
 	size_t ndisks;
@@ -77,18 +79,46 @@ static bool needs_key(const struct vm *v)
 	return false;
 }
 
-/* The VM's KEK from the cache, or NULL with the reason in err. */
-static const struct vc_secret *vm_kek(struct hostd *h, const struct vm *v, struct vc_error *err)
+static const struct vc_secret *cached(struct hostd *h, const char *prov, const char *id,
+				      struct vc_error *err)
 {
-	struct cached_key *k = v->provider[0] ? key_find(h, v->provider, v->key_id) : NULL;
+	struct cached_key *k = prov[0] ? key_find(h, prov, id) : NULL;
 
 	if (!k) {
 		vc_error_set(err, -ENOKEY, "key %s of provider %s is not in the host's key cache "
-			     "(the manager pushes it when the provider can be reached)",
-			     v->key_id, v->provider);
+			     "(the manager pushes it when the provider can be reached)", id, prov);
 		return NULL;
 	}
 	return k->key;
+}
+
+/* The VM's KEK from the cache, or NULL with the reason in err. */
+static const struct vc_secret *vm_kek(struct hostd *h, const struct vm *v, struct vc_error *err)
+{
+	return cached(h, v->provider, v->key_id, err);
+}
+
+/* Every key the VM needs: its KEK and, during a rekey, the next one. */
+static bool keys_present(struct hostd *h, const struct vm *v, struct vc_error *err)
+{
+	if (!vm_kek(h, v, err))
+		return false;
+	return !v->next_key_id[0] || cached(h, v->next_provider, v->next_key_id, err);
+}
+
+/* The KEK a disk's own header names (disks are self-describing, so a
+ * rekey cut short leaves each disk readable with the key it names). */
+static const struct vc_secret *disk_kek(struct hostd *h, int fd, const char *path,
+					struct vc_error *err)
+{
+	struct vc_file f = { .fd = fd, .name = path };
+	struct vc_disk_io io;
+	struct vc_disk_info in;
+
+	vc_file_io(&f, &io);
+	if (vc_disk_inspect(&io, &in, err) < 0)
+		return NULL;
+	return cached(h, in.slot[0].provider, in.slot[0].key_id, err);
 }
 
 static json_t *vm_json(struct hostd *h, const struct vm *v)
@@ -99,7 +129,7 @@ static json_t *vm_json(struct hostd *h, const struct vm *v)
 
 	if (v->error[0])
 		state = "error";
-	else if (needs_key(v) && !vm_kek(h, v, &err))
+	else if (needs_key(v) && !keys_present(h, v, &err))
 		state = "locked";
 	for (size_t i = 0; i < v->ndisks; i++)
 		json_array_append_new(disks, json_pack("{s:I,s:s,s:I,s:b}", "index", (json_int_t)i,
@@ -111,6 +141,17 @@ static json_t *vm_json(struct hostd *h, const struct vm *v)
 									   : json_null(),
 		      "key_id", v->key_id[0] ? json_string(v->key_id) : json_null(), "state", state,
 		      "disks", disks, "nvram", v->nvram);
+	if (needs_key(v)) {
+		json_t *need = json_array();
+
+		json_array_append_new(need, json_pack("{s:s,s:s}", "provider", v->provider,
+						      "key_id", v->key_id));
+		if (v->next_key_id[0])
+			json_array_append_new(need, json_pack("{s:s,s:s}", "provider",
+							      v->next_provider, "key_id",
+							      v->next_key_id));
+		json_object_set_new(j, "keys_needed", need);
+	}
 	if (v->error[0])
 		json_object_set_new(j, "reason", json_string(v->error));
 	else if (!strcmp(state, "locked"))
@@ -160,9 +201,10 @@ static int vm_save(struct hostd *h, const struct vm *v, struct vc_error *err)
 		json_array_append_new(disks, json_pack("{s:s,s:I,s:b}", "file", v->disks[i].file,
 						       "size", (json_int_t)v->disks[i].size,
 						       "encrypted", v->disks[i].encrypted));
-	j = json_pack("{s:i,s:s,s:s,s:b,s:s,s:s,s:s,s:s,s:o}", "version", 1, "uuid", v->uuid,
-		      "name", v->name, "encrypted", v->encrypted, "provider", v->provider,
-		      "key_id", v->key_id, "wrapped_vm_key", v->wrapped_key, "nvram", v->nvram,
+	j = json_pack("{s:i,s:s,s:s,s:b,s:s,s:s,s:s,s:s,s:s,s:s,s:o}", "version", 1, "uuid",
+		      v->uuid, "name", v->name, "encrypted", v->encrypted, "provider", v->provider,
+		      "key_id", v->key_id, "next_provider", v->next_provider, "next_key_id",
+		      v->next_key_id, "wrapped_vm_key", v->wrapped_key, "nvram", v->nvram,
 		      "disks", disks);
 	s = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
 	json_decref(j);
@@ -205,6 +247,10 @@ static int vm_parse(json_t *j, struct vm *v)
 	    copy_str(v->name, sizeof v->name, json_object_get(j, "name"), 0) ||
 	    copy_str(v->provider, sizeof v->provider, json_object_get(j, "provider"), MAY_BE_EMPTY) ||
 	    copy_str(v->key_id, sizeof v->key_id, json_object_get(j, "key_id"), MAY_BE_EMPTY) ||
+	    copy_str(v->next_provider, sizeof v->next_provider, json_object_get(j, "next_provider"),
+		     MAY_BE_EMPTY) ||
+	    copy_str(v->next_key_id, sizeof v->next_key_id, json_object_get(j, "next_key_id"),
+		     MAY_BE_EMPTY) ||
 	    copy_str(v->wrapped_key, sizeof v->wrapped_key, json_object_get(j, "wrapped_vm_key"),
 		     MAY_BE_EMPTY) ||
 	    copy_str(v->nvram, sizeof v->nvram, json_object_get(j, "nvram"), FILE_NAME) ||
@@ -747,14 +793,15 @@ void h_vm_export_disk(struct hreq *r)
 		if (ret < 0)
 			vc_error_set(&err, -EIO, "cannot read %s", path);
 	} else {
-		const struct vc_secret *kek = vm_kek(r->h, v, &err);
+		const struct vc_secret *kek = disk_kek(r->h, fd, path, &err);
 		struct vc_file f = { .fd = fd, .name = path };
 		struct vc_disk_io io;
 		struct vc_disk *d = NULL;
 		struct evbuffer_iovec iov;
 
 		vc_file_io(&f, &io);
-		ret = kek ? vc_disk_open(&io, kek, NULL, VC_DISK_RDONLY, &d, &err) : -ENOKEY;
+		ret = kek ? vc_disk_open(&io, kek, NULL, VC_DISK_RDONLY, &d, &err)
+			  : (err.code ? err.code : -ENOKEY);
 		if (ret == 0 && evbuffer_reserve_space(b, (ev_ssize_t)v->disks[n].size, &iov, 1) < 1)
 			ret = vc_error_set(&err, -ENOMEM, "out of memory");
 		if (ret == 0)
@@ -770,7 +817,7 @@ void h_vm_export_disk(struct hreq *r)
 	if (ret < 0) {
 		if (b)
 			evbuffer_free(b);
-		reply_error(r, ret == -ENOKEY ? 409 : 500, ret == -ENOKEY ? "locked" : "internal",
+		reply_error(r, ret == -ENOKEY ? 409 : 500, ret == -ENOKEY ? "locked" : "damaged",
 			    "%s", vc_error_msg(&err));
 		return;
 	}
@@ -778,4 +825,174 @@ void h_vm_export_disk(struct hreq *r)
 			  "application/octet-stream");
 	evhttp_send_reply(r->er, 200, NULL, b);
 	evbuffer_free(b);
+}
+
+/* AddDisk: a new disk; on an encrypted VM it is encrypted, with its own
+ * DEK wrapped by the VM's KEK. */
+const struct vc_field vm_disk_f[] = {
+	{ "size", VC_F_INT, true, 4096, (int64_t)DISK_MAX_BYTES, NULL, NULL },
+	{ 0 },
+};
+
+void h_vm_add_disk(struct hreq *r)
+{
+	struct vm *v = path_vm(r);
+	uint64_t size = (uint64_t)json_integer_value(json_object_get(r->body, "size"));
+	const struct vc_secret *kek = NULL;
+	struct vc_error err = { 0 };
+	char path[PATH_MAX];
+	struct vm_disk *vd;
+	int fd = -1, ret;
+
+	if (!v)
+		return;
+	if (v->ndisks == DISKS_MAX || size % 4096) {
+		reply_error(r, 400, "bad_request", v->ndisks == DISKS_MAX
+			    ? "a VM has at most 16 disks" : "the size is not a multiple of 4096");
+		return;
+	}
+	if (needs_key(v) && !(kek = vm_kek(r->h, v, &err))) {
+		reply_error(r, 409, "key_missing", "%s", vc_error_msg(&err));
+		return;
+	}
+	vd = &v->disks[v->ndisks];
+	memset(vd, 0, sizeof *vd);
+	vd->size = size;
+	vd->encrypted = kek != NULL;
+	snprintf(vd->file, sizeof vd->file, kek ? "disk%zu.vcd" : "disk%zu.raw", v->ndisks);
+	vm_path(r->h, v, vd->file, path, sizeof path);
+	ret = kek ? make_encrypted_disk(path, size, v, kek, NULL, &err)
+		  : create_sparse(path, size, &fd, &err);
+	if (fd >= 0)
+		close(fd);
+	if (ret == 0) {
+		v->ndisks++;
+		ret = vm_save(r->h, v, &err);
+		if (ret < 0) {
+			v->ndisks--;
+			unlink(path);
+		}
+	}
+	if (ret < 0) {
+		reply_error(r, 500, "internal", "%s", vc_error_msg(&err));
+		return;
+	}
+	vc_log(VC_LOG_INFO, "VM %s: added disk %zu (%s)", v->uuid, v->ndisks - 1,
+	       kek ? "encrypted" : "plaintext");
+	reply_json(r, 201, vm_json(r->h, v));
+}
+
+/* Rewrap the VM key from one KEK to another. */
+static int rewrap_vm_key(struct vm *v, const struct vc_secret *old, const struct vc_secret *nk,
+			 struct vc_error *err)
+{
+	struct vc_uuid u;
+	struct vc_binding ob = { .format = VM_KEY_FORMAT, .provider = v->provider,
+				 .key_id = v->key_id };
+	struct vc_binding nb = { .format = VM_KEY_FORMAT, .provider = v->next_provider,
+				 .key_id = v->next_key_id };
+	uint8_t in[128], out[32 + VC_WRAP_OVERHEAD];
+	struct vc_secret *vmkey = NULL;
+	size_t inlen = 0, outlen = 0;
+	int ret;
+
+	if (vc_uuid_parse(v->uuid, &u) < 0 ||
+	    vc_base64_decode(v->wrapped_key, strlen(v->wrapped_key), in, sizeof in, &inlen) < 0)
+		return vc_error_set(err, -EBADMSG, "VM %s: damaged wrapped VM key", v->uuid);
+	ob.object = nb.object = u.b;
+	ret = vc_unwrap_key(old, &ob, in, inlen, &vmkey, err);
+	if (ret == 0)
+		ret = vc_wrap_key(nk, &nb, vmkey, out, sizeof out, &outlen, err);
+	if (ret == 0)
+		vc_base64_encode(out, outlen, v->wrapped_key);
+	vc_secret_free(vmkey);
+	return ret;
+}
+
+/* Shallow rekey (Recrypt): every DEK and the VM key rewrapped under a new
+ * KEK. The new key is recorded first; each disk's header names the key it
+ * is under, so a rekey cut short is finished by running it again. */
+void h_vm_rekey(struct hreq *r)
+{
+	struct vm *v = path_vm(r);
+	const char *np = json_string_value(json_object_get(r->body, "provider"));
+	const char *nk = json_string_value(json_object_get(r->body, "key_id"));
+	const struct vc_secret *old, *new;
+	struct vc_error err = { 0 };
+	struct vm keep;
+	bool saved_next;
+	int ret = 0;
+
+	if (!v)
+		return;
+	if (!needs_key(v)) {
+		reply_error(r, 409, "conflict", "VM %s is not encrypted", v->uuid);
+		return;
+	}
+	if (strlen(np) > VC_DISK_PROVIDER_MAX) {
+		reply_error(r, 400, "bad_request", "provider names on disks hold at most %d bytes",
+			    VC_DISK_PROVIDER_MAX);
+		return;
+	}
+	if (v->next_key_id[0] && (strcmp(v->next_key_id, nk) || strcmp(v->next_provider, np))) {
+		reply_error(r, 409, "conflict", "VM %s is being rekeyed to key %s: finish that first",
+			    v->uuid, v->next_key_id);
+		return;
+	}
+	if (!(old = vm_kek(r->h, v, &err)) || !(new = cached(r->h, np, nk, &err))) {
+		reply_error(r, 409, "key_missing", "%s", vc_error_msg(&err));
+		return;
+	}
+	keep = *v;
+	snprintf(v->next_provider, sizeof v->next_provider, "%s", np);
+	snprintf(v->next_key_id, sizeof v->next_key_id, "%s", nk);
+	ret = vm_save(r->h, v, &err);
+	saved_next = ret == 0;
+	for (size_t i = 0; ret == 0 && i < v->ndisks; i++) {
+		char path[PATH_MAX];
+		struct vc_file f = { .name = path };
+		struct vc_disk_io io;
+		struct vc_disk_info in;
+		struct vc_disk *d = NULL;
+
+		if (!v->disks[i].encrypted)
+			continue;
+		vm_path(r->h, v, v->disks[i].file, path, sizeof path);
+		f.fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+		if (f.fd < 0) {
+			ret = vc_error_errno(&err, errno, "cannot open %s", path);
+			break;
+		}
+		vc_file_io(&f, &io);
+		ret = vc_disk_inspect(&io, &in, &err);
+		/* Already under the new key: done before a crash. */
+		if (ret == 0 && strcmp(in.slot[0].key_id, nk))
+			ret = vc_disk_open(&io, old, NULL, 0, &d, &err);
+		if (ret == 0 && d)
+			ret = vc_disk_rekey_shallow(d, new, np, nk, &err);
+		vc_disk_close(d);
+		close(f.fd);
+	}
+	if (ret == 0 && v->encrypted)
+		ret = rewrap_vm_key(v, old, new, &err);
+	if (ret == 0) {
+		snprintf(v->provider, sizeof v->provider, "%s", np);
+		snprintf(v->key_id, sizeof v->key_id, "%s", nk);
+		v->next_provider[0] = v->next_key_id[0] = '\0';
+		ret = vm_save(r->h, v, &err);
+	}
+	if (ret < 0) {
+		/* Back to what vm.json says: the old key, and the next one if it
+		 * was recorded (running the rekey again then finishes it). */
+		keep.next = v->next;
+		*v = keep;
+		if (saved_next) {
+			snprintf(v->next_provider, sizeof v->next_provider, "%s", np);
+			snprintf(v->next_key_id, sizeof v->next_key_id, "%s", nk);
+		}
+		reply_error(r, 500, "internal", "%s", vc_error_msg(&err));
+		return;
+	}
+	vc_log(VC_LOG_INFO, "VM %s rekeyed (shallow) from %s to %s", v->uuid, keep.key_id, nk);
+	reply_json(r, 200, vm_json(r->h, v));
 }

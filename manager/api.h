@@ -64,6 +64,8 @@ void api_vms_list(struct req *r);
 void api_vm_create(struct req *r);
 void api_vm_get(struct req *r);
 void api_vm_encrypt(struct req *r);
+void api_vm_rekey(struct req *r);
+void api_vm_add_disk(struct req *r);
 
 /* policies, tasks, events */
 extern const char *const migration_modes[];

@@ -423,6 +423,165 @@ void api_vm_encrypt(struct req *r)
 	reply_json(r, 202, json_pack("{s:s}", "task", id));
 }
 
+/* ---- rekey (Recrypt, shallow) ---- */
+static void run_rekey(struct mgr *m, struct mgr_task *t)
+{
+	const char *vm_id = json_string_value(json_object_get(t->arg, "vm"));
+	struct vc_store_vm v;
+	struct vc_error err = { 0 };
+	struct host_ref h;
+	char key_id[VC_KEYPROV_ID_MAX] = "", old[VC_KEYPROV_ID_MAX] = "";
+	char uuid[VC_UUID_STR_LEN] = "", path[120];
+	int ret;
+
+	pthread_mutex_lock(&m->lock);
+	ret = vc_store_vm_get(m->st, vm_id, &v, &err);
+	if (ret == 0) {
+		snprintf(uuid, sizeof uuid, "%s", v.uuid);
+		snprintf(old, sizeof old, "%s", v.key_id ? v.key_id : "");
+		ret = host_ref(m, v.host, &h, &err);
+		free(v.mem);
+	}
+	pthread_mutex_unlock(&m->lock);
+	task_progress(m, t, 10);
+	if (ret == 0)
+		ret = new_kek(m, t, &h, json_string_value(json_object_get(t->arg, "name")), key_id,
+			      &err);
+	task_progress(m, t, 40);
+	snprintf(path, sizeof path, "/api/v1/vms/%s/rekey", uuid);
+	if (ret == 0)
+		ret = host_do(m, h.address, h.pin, "POST", path,
+			      json_pack("{s:s,s:s}", "provider", t->prov->name, "key_id", key_id),
+			      NULL, &err);
+	pthread_mutex_lock(&m->lock);
+	if (ret == 0)
+		ret = vc_store_vm_set_key(m->st, vm_id, true, t->prov->name, key_id, &err);
+	ev_log(m, t->user, "vm.rekey", vm_id, t->prov->name, key_id[0] ? key_id : NULL,
+	       ret == 0 ? EV_OK : EV_FAIL, "shallow rekey of VM %s from key %s to %s%s%s", vm_id,
+	       old, key_id[0] ? key_id : "-", ret ? ": " : "", ret ? vc_error_msg(&err) : "");
+	pthread_mutex_unlock(&m->lock);
+	if (ret < 0)
+		task_finish(m, t, NULL, vc_error_msg(&err));
+	else
+		task_finish(m, t, json_pack("{s:s,s:s,s:s}", "vm", vm_id, "key_id", key_id,
+					    "old_key_id", old), NULL);
+}
+
+void api_vm_rekey(struct req *r)
+{
+	const char *policy = json_string_value(json_object_get(r->body, "policy"));
+	struct mgr_provider *prov = NULL;
+	struct vc_store_vm v;
+	struct vc_store_object o;
+	struct vc_error err = { 0 };
+	char id[40];
+	json_t *arg = NULL;
+	int ret = vc_store_vm_get(r->m->st, r->param[0], &v, &err);
+
+	if (ret < 0) {
+		reply_errno(r, ret, &err);
+		return;
+	}
+	if (!v.encrypted || !v.provider) {
+		free(v.mem);
+		reply_error(r, 409, "conflict", "VM %s is not encrypted", r->param[0]);
+		return;
+	}
+	/* The policy's provider, or the one the VM uses now. */
+	if (policy)
+		ret = request_policy(r, policy, &prov, r->param[0], VC_PRIV_CRYPTO_RECRYPT, v.host);
+	else
+		prov = prov_find(r->m, v.provider);
+	free(v.mem);
+	if (ret < 0)
+		return;
+	if (!prov || !prov->kp) {
+		reply_error(r, 409, "conflict", "the key provider for the new key is not available");
+		return;
+	}
+	ret = vc_store_object_get(r->m->st, r->param[0], &o, &err);
+	if (ret == 0) {
+		arg = json_pack("{s:s,s:s}", "vm", r->param[0], "name", o.name);
+		free(o.mem);
+		ret = task_queue(r->m, r->user, "vm.rekey", run_rekey, arg, prov, id, &err);
+	}
+	if (ret < 0) {
+		reply_errno(r, ret, &err);
+		return;
+	}
+	reply_json(r, 202, json_pack("{s:s}", "task", id));
+}
+
+/* ---- add a disk (AddDisk on an encrypted VM) ---- */
+struct disk_job {
+	struct host_ref h;
+	char path[120];
+	char vm_id[INV_ID_LEN], key_id[VC_KEYPROV_ID_MAX], provider[VC_REQ_NAME_MAX + 1];
+	json_int_t size;
+	json_t *live;
+	int ret;
+	struct vc_error err;
+};
+
+static void disk_work(struct req *r, void *arg)
+{
+	struct disk_job *j = arg;
+
+	j->ret = host_do(r->m, j->h.address, j->h.pin, "POST", j->path,
+			 json_pack("{s:I}", "size", j->size), &j->live, &j->err);
+}
+
+static void disk_done(struct req *r, void *arg)
+{
+	struct disk_job *j = arg;
+
+	ev_log(r->m, r->user, "vm.add-disk", j->vm_id, j->provider[0] ? j->provider : NULL,
+	       j->key_id[0] ? j->key_id : NULL, j->ret == 0 ? EV_OK : EV_FAIL,
+	       "added a %lld-byte %s disk to VM %s%s%s", (long long)j->size,
+	       j->key_id[0] ? "encrypted" : "plaintext", j->vm_id, j->ret ? ": " : "",
+	       j->ret ? vc_error_msg(&j->err) : "");
+	if (j->ret < 0)
+		reply_error(r, 502, "host_error", "%s", vc_error_msg(&j->err));
+	else
+		reply_json(r, 201, json_incref(j->live));
+	json_decref(j->live);
+	free(j);
+}
+
+void api_vm_add_disk(struct req *r)
+{
+	struct vc_store_vm v;
+	struct vc_error err = { 0 };
+	struct disk_job *j = calloc(1, sizeof *j);
+	int ret = j ? vc_store_vm_get(r->m->st, r->param[0], &v, &err)
+		    : vc_error_set(&err, -ENOMEM, "out of memory");
+
+	if (ret < 0) {
+		free(j);
+		reply_errno(r, ret, &err);
+		return;
+	}
+	/* A disk of an encrypted VM is encrypted: Cryptographer.AddDisk. */
+	if (v.key_id && need_priv(r, VC_PRIV_CRYPTO_ADD_DISK, r->param[0]) < 0) {
+		free(v.mem);
+		free(j);
+		return;
+	}
+	ret = host_ref(r->m, v.host, &j->h, &err);
+	snprintf(j->path, sizeof j->path, "/api/v1/vms/%s/disks", v.uuid);
+	snprintf(j->vm_id, sizeof j->vm_id, "%s", v.id);
+	snprintf(j->key_id, sizeof j->key_id, "%s", v.key_id ? v.key_id : "");
+	snprintf(j->provider, sizeof j->provider, "%s", v.provider ? v.provider : "");
+	j->size = json_integer_value(json_object_get(r->body, "size"));
+	free(v.mem);
+	if (ret == 0 && defer_call(r, disk_work, disk_done, j) < 0)
+		ret = vc_error_set(&err, -ENOMEM, "cannot start the call to the host");
+	if (ret < 0) {
+		free(j);
+		reply_errno(r, ret, &err);
+	}
+}
+
 /* ---- reading ---- */
 struct list_ctx {
 	struct mgr *m;
@@ -602,6 +761,46 @@ static int collect_host(const struct vc_store_host *sh, void *ctx)
 	return 0;
 }
 
+/* Fetch one key (a reference on its provider meanwhile) into batch. */
+static void fetch_one(struct mgr *m, struct host_ref *h, const char *prov, const char *kid,
+		      json_t *batch, char *ids, size_t idslen)
+{
+	struct mgr_provider *p;
+	struct vc_secret *kek = NULL;
+	struct vc_error err = { 0 };
+	int ret;
+
+	pthread_mutex_lock(&m->lock);
+	p = prov_find(m, prov);
+	if (p)
+		p->refs++;
+	pthread_mutex_unlock(&m->lock);
+	ret = p && p->kp ? vc_keyprov_get_key(p->kp, kid, &kek, &err) : -ENOENT;
+	if (ret == 0) {
+		size_t l = strlen(ids);
+
+		json_array_append_new(batch, key_entry(prov, kid, kek));
+		if (l + strlen(kid) + 2 < idslen)
+			snprintf(ids + l, idslen - l, "%s%s", l ? " " : "", kid);
+	}
+	vc_secret_free(kek);
+	pthread_mutex_lock(&m->lock);
+	prov_put(m, p);
+	if (ret < 0) {
+		char msg[512];
+
+		snprintf(msg, sizeof msg, "key provider %s: %s", prov,
+			 p ? vc_error_msg(&err) : "no such provider");
+		if (!key_issue_get(m, kid) || strcmp(key_issue_get(m, kid), msg))
+			vc_log(VC_LOG_WARN, "host %s: key %s for a locked VM: %s", h->address, kid,
+			       msg);
+		key_issue_set(m, kid, msg);
+	} else {
+		key_issue_set(m, kid, NULL);
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
 /* Fetch the KEK of every locked VM of one host and push them in batches. */
 static void reconcile_host(struct mgr *m, struct host_ref *h)
 {
@@ -615,47 +814,23 @@ static void reconcile_host(struct mgr *m, struct host_ref *h)
 		return;
 	}
 	json_array_foreach(json_object_get(resp, "vms"), i, v) {
-		const char *prov = json_string_value(json_object_get(v, "provider"));
-		const char *kid = json_string_value(json_object_get(v, "key_id"));
-		struct mgr_provider *p;
-		struct vc_secret *kek = NULL;
-		int ret;
+		json_t *need, *k;
+		size_t ki;
 
 		if (!json_is_string(json_object_get(v, "state")) ||
-		    strcmp(json_string_value(json_object_get(v, "state")), "locked") || !prov || !kid)
+		    strcmp(json_string_value(json_object_get(v, "state")), "locked"))
 			continue;
-		pthread_mutex_lock(&m->lock);
-		p = prov_find(m, prov);
-		if (p)
-			p->refs++;
-		pthread_mutex_unlock(&m->lock);
-		ret = p && p->kp ? vc_keyprov_get_key(p->kp, kid, &kek, &err) : -ENOENT;
-		if (ret == 0) {
-			size_t l = strlen(ids);
+		need = json_object_get(v, "keys_needed");
+		json_array_foreach(need, ki, k) {
+			const char *prov = json_string_value(json_object_get(k, "provider"));
+			const char *kid = json_string_value(json_object_get(k, "key_id"));
 
-			json_array_append_new(batch, key_entry(prov, kid, kek));
-			if (l + strlen(kid) + 2 < sizeof ids)
-				snprintf(ids + l, sizeof ids - l, "%s%s", l ? " " : "", kid);
+			if (prov && kid)
+				fetch_one(m, h, prov, kid, batch, ids, sizeof ids);
 		}
-		vc_secret_free(kek);
-		pthread_mutex_lock(&m->lock);
-		prov_put(m, p);
-		if (ret < 0) {
-			char msg[512];
-
-			snprintf(msg, sizeof msg, "key provider %s: %s", prov,
-				 p ? vc_error_msg(&err) : "no such provider");
-			if (!key_issue_get(m, kid) || strcmp(key_issue_get(m, kid), msg))
-				vc_log(VC_LOG_WARN, "host %s: key %s for a locked VM: %s", h->address,
-				       kid, msg);
-			key_issue_set(m, kid, msg);
-		} else {
-			key_issue_set(m, kid, NULL);
-		}
-		pthread_mutex_unlock(&m->lock);
-		if (json_array_size(batch) == PUSH_BATCH) {
+		if (json_array_size(batch) >= PUSH_BATCH - 1) {
 			if (push_keys(m, h->address, h->pin, batch, &err) == 0)
-				pushed += PUSH_BATCH;
+				pushed += json_array_size(batch);
 			json_array_clear(batch);
 		}
 	}

@@ -66,6 +66,7 @@ static const struct vc_field vm_f[] = {
 	NAME("name", true), NAME("host", true), NAME("parent", true),
 	{ "disks", VC_F_OBJECTS, true, 0, 16, disk_f, NULL }, NAME("policy", false), END };
 static const struct vc_field vm_enc_f[] = { NAME("policy", true), END };
+static const struct vc_field vm_rekey_f[] = { NAME("policy", false), END };
 
 static const char *const q_object[] = { "object", NULL };
 static const char *const q_perm_del[] = { "principal", "object", "group", NULL };
@@ -138,6 +139,11 @@ const struct route mgr_routes[] = {
 	  "a VM and its state on its host (ready, locked)" },
 	{ POST, "/api/v1/vms/{id}/encrypt", P(CRYPTO_ENCRYPT), OBJ_PARAM, vm_enc_f, NULL,
 	  api_vm_encrypt, "encrypt a plaintext VM with a policy (a task)" },
+	{ POST, "/api/v1/vms/{id}/rekey", P(CRYPTO_RECRYPT), OBJ_PARAM, vm_rekey_f, NULL,
+	  api_vm_rekey, "shallow rekey: a new KEK rewraps every DEK and the VM key (a task)" },
+	{ POST, "/api/v1/vms/{id}/disks", P(VM_ADD_NEW_DISK), OBJ_PARAM, disk_f, NULL,
+	  api_vm_add_disk, "add a disk (on an encrypted VM also Cryptographer.AddDisk: it "
+	  "gets its own DEK wrapped by the VM's KEK)" },
 	{ GET, "/api/v1/key-providers", P(CRYPTO_READ_KEY_SERVERS), OBJ_ROOT, NULL, NULL,
 	  api_providers_list, "list key providers and their health" },
 	{ GET, "/api/v1/key-providers/{name}", P(CRYPTO_READ_KEY_SERVERS), OBJ_ROOT, NULL, NULL,

@@ -42,6 +42,7 @@ CRYPTO_ROUTES = {
     ("DELETE", "/api/v1/policies/{}"),
     ("PUT", "/api/v1/hosts/{}/encryption-mode"),
     ("POST", "/api/v1/vms/{}/encrypt"),
+    ("POST", "/api/v1/vms/{}/rekey"),
 }
 
 # What the No Cryptography Administrator must still be able to do.
@@ -144,6 +145,15 @@ class Ctx:
         if self._vm is None:
             self._vm = self.new_vm()
         return self._vm
+
+    def encrypted_vm(self):
+        """A fresh VM encrypted from the start (one small disk): its id."""
+        body = {"name": self.name("mxenc"), "host": self.vm_host, "parent": self.folder,
+                "disks": [{"size": 4096}], "policy": POLICY}
+        task = self.admin.ok("POST", "vms", body, ok=(202,))["task"]
+        t = wait_task(self.admin, task)
+        assert t["state"] == "success", t
+        return t["result"]["vm"]
 
     def spare_agent(self):
         """An agent nobody has claimed: the last one if a refused add
@@ -459,6 +469,26 @@ def r_vm_encrypt(ctx, who, kind):
     return Req(f"/api/v1/vms/{vm}/encrypt", {"policy": POLICY}, ok=(202,), denied_check=check)
 
 
+def r_vm_rekey(ctx, who, kind):
+    vm = ctx.encrypted_vm()
+    before = ctx.admin.ok("GET", f"vms/{vm}", ok=(200,))["key_id"]
+    n = _task_count(ctx)
+
+    def check():
+        assert _task_count(ctx) == n, "a refused call queued a task"
+        assert ctx.admin.ok("GET", f"vms/{vm}", ok=(200,))["key_id"] == before
+    return Req(f"/api/v1/vms/{vm}/rekey", {}, ok=(202,), denied_check=check)
+
+
+def r_vm_add_disk(ctx, who, kind):
+    vm = ctx.vm
+    before = len(ctx.admin.ok("GET", f"vms/{vm}", ok=(200,))["disks"])
+
+    def check():
+        assert len(ctx.admin.ok("GET", f"vms/{vm}", ok=(200,))["disks"]) == before
+    return Req(f"/api/v1/vms/{vm}/disks", {"size": 4096}, ok=(201,), denied_check=check)
+
+
 def r_tasks(ctx, who, kind):
     return Req("/api/v1/tasks")
 
@@ -505,6 +535,8 @@ MATRIX = {
     ("POST", "/api/v1/vms"): r_vm_create,
     ("GET", "/api/v1/vms/{}"): r_vm_get,
     ("POST", "/api/v1/vms/{}/encrypt"): r_vm_encrypt,
+    ("POST", "/api/v1/vms/{}/rekey"): r_vm_rekey,
+    ("POST", "/api/v1/vms/{}/disks"): r_vm_add_disk,
     ("GET", "/api/v1/key-providers"): r_prov_list,
     ("GET", "/api/v1/key-providers/{}"): r_prov_get,
     ("POST", "/api/v1/key-providers"): r_prov_add,
