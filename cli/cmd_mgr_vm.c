@@ -144,6 +144,21 @@ static int vm_rekey(struct mgr *m, const struct margs *a)
 	return r;
 }
 
+static int vm_decrypt(struct mgr *m, const struct margs *a)
+{
+	char path[MGR_PATH_MAX];
+	json_t *resp = NULL;
+	int r;
+
+	if ((r = mgr_path(m, path, sizeof path, "/vms/%s/decrypt", a->arg[0])) < 0)
+		return r;
+	r = mgr_call(m, "POST", path, NULL, &resp);
+	if (r == 0)
+		r = follow(m, resp, "decrypted VM");
+	json_decref(resp);
+	return r;
+}
+
 static int vm_add_disk(struct mgr *m, const struct margs *a)
 {
 	char path[MGR_PATH_MAX], done[MGR_PATH_MAX];
@@ -174,6 +189,8 @@ static const struct mgr_sub vm_subs[] = {
 	  NULL },
 	{ "encrypt", 1, OPT(O_POLICY), OPT(O_POLICY), 0, vm_encrypt,
 	  "ID --policy NAME   (every disk and the nvram, with a progress bar)", NULL },
+	{ "decrypt", 1, 0, 0, 0, vm_decrypt, "ID   (every disk and the nvram back to plaintext)",
+	  NULL },
 	{ "rekey", 1, OPT(O_POLICY), 0, 0, vm_rekey,
 	  "ID [--policy NAME]   (shallow: a new KEK, from the policy's provider or the\n"
 	  "        VM's, rewraps every disk key and the VM key)", NULL },

@@ -458,6 +458,8 @@ static const struct {
 	{ EVHTTP_REQ_GET, "/api/v1/vms/{uuid}/disks/{n}/data", false, NULL, h_vm_export_disk },
 	{ EVHTTP_REQ_POST, "/api/v1/vms/{uuid}/disks", false, vm_disk_f, h_vm_add_disk },
 	{ EVHTTP_REQ_POST, "/api/v1/vms/{uuid}/rekey", false, vm_encrypt_f, h_vm_rekey },
+	{ EVHTTP_REQ_POST, "/api/v1/vms/{uuid}/disks/{n}/decrypt", false, NULL, h_vm_decrypt_disk },
+	{ EVHTTP_REQ_POST, "/api/v1/vms/{uuid}/decrypt", false, NULL, h_vm_decrypt_finish },
 };
 
 static void serve(struct hreq *r)

@@ -74,6 +74,8 @@ void h_vm_encrypt_finish(struct hreq *r);
 void h_vm_export_disk(struct hreq *r);
 void h_vm_add_disk(struct hreq *r);
 void h_vm_rekey(struct hreq *r);
+void h_vm_decrypt_disk(struct hreq *r);
+void h_vm_decrypt_finish(struct hreq *r);
 extern const struct vc_field vm_create_f[], vm_encrypt_f[], vm_disk_f[];
 
 #endif

@@ -996,3 +996,178 @@ void h_vm_rekey(struct hreq *r)
 	vc_log(VC_LOG_INFO, "VM %s rekeyed (shallow) from %s to %s", v->uuid, keep.key_id, nk);
 	reply_json(r, 200, vm_json(r->h, v));
 }
+
+/* ---- decrypt (Decrypt) ---- */
+/* Copy an encrypted disk into a new raw file (zero chunks left as holes). */
+static int decrypt_copy(struct hostd *h, const char *src, const char *dst, uint64_t size,
+			struct vc_error *err)
+{
+	struct vc_file f = { .name = src };
+	struct vc_disk_io io;
+	struct vc_disk *d = NULL;
+	const struct vc_secret *kek;
+	uint8_t *buf = malloc(COPY_CHUNK);
+	int out = -1, ret;
+
+	f.fd = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (!buf || f.fd < 0) {
+		ret = !buf ? vc_error_set(err, -ENOMEM, "out of memory")
+			   : vc_error_errno(err, errno, "cannot open %s", src);
+		goto out;
+	}
+	kek = disk_kek(h, f.fd, src, err);
+	ret = kek ? 0 : (err->code ? err->code : -ENOKEY);
+	vc_file_io(&f, &io);
+	if (ret == 0)
+		ret = vc_disk_open(&io, kek, NULL, VC_DISK_RDONLY, &d, err);
+	if (ret == 0)
+		ret = create_sparse(dst, size, &out, err);
+	for (uint64_t off = 0; ret == 0 && off < size; off += COPY_CHUNK) {
+		size_t n = size - off < COPY_CHUNK ? (size_t)(size - off) : COPY_CHUNK;
+
+		ret = vc_disk_read(d, buf, n, off, err);
+		if (ret == 0 && !vc_is_zero(buf, n) && pwrite(out, buf, n, (off_t)off) != (ssize_t)n)
+			ret = vc_error_errno(err, errno, "cannot write %s", dst);
+	}
+	if (ret == 0 && fsync(out) < 0)
+		ret = vc_error_errno(err, errno, "cannot sync %s", dst);
+	if (ret < 0 && out >= 0)
+		unlink(dst);
+	vc_disk_close(d);
+out:
+	if (buf) {
+		vc_wipe(buf, COPY_CHUNK);
+		free(buf);
+	}
+	if (out >= 0)
+		close(out);
+	if (f.fd >= 0)
+		close(f.fd);
+	return ret;
+}
+
+void h_vm_decrypt_disk(struct hreq *r)
+{
+	struct vm *v = path_vm(r);
+	struct vc_error err = { 0 };
+	char src[PATH_MAX], tmp[PATH_MAX + 8], fin[PATH_MAX], file[32];
+	unsigned long n;
+	char *end;
+	int ret;
+
+	if (!v)
+		return;
+	n = strtoul(r->param[1], &end, 10);
+	if (*end || n >= v->ndisks) {
+		reply_error(r, 404, "not_found", "VM %s has no disk %s", v->uuid, r->param[1]);
+		return;
+	}
+	if (!v->disks[n].encrypted) {
+		reply_json(r, 200, vm_json(r->h, v));
+		return;
+	}
+	snprintf(file, sizeof file, "disk%lu.raw", n);
+	vm_path(r->h, v, v->disks[n].file, src, sizeof src);
+	vm_path(r->h, v, file, fin, sizeof fin);
+	snprintf(tmp, sizeof tmp, "%s.tmp", fin);
+	ret = decrypt_copy(r->h, src, tmp, v->disks[n].size, &err);
+	if (ret == 0 && rename(tmp, fin) < 0)
+		ret = vc_error_errno(&err, errno, "cannot rename %s", tmp);
+	if (ret == 0) {
+		struct vm_disk old = v->disks[n];
+
+		snprintf(v->disks[n].file, sizeof v->disks[n].file, "%s", file);
+		v->disks[n].encrypted = false;
+		ret = vm_save(r->h, v, &err);
+		if (ret < 0)
+			v->disks[n] = old;
+	}
+	if (ret < 0) {
+		unlink(tmp);
+		reply_error(r, ret == -ENOKEY ? 409 : 500, ret == -ENOKEY ? "key_missing" : "internal",
+			    "%s", vc_error_msg(&err));
+		return;
+	}
+	unlink(src);
+	vc_log(VC_LOG_INFO, "VM %s: disk %lu decrypted", v->uuid, n);
+	reply_json(r, 200, vm_json(r->h, v));
+}
+
+/* The last step of decrypting a VM: nvram back to a raw file, the VM key
+ * and the key ids dropped. */
+void h_vm_decrypt_finish(struct hreq *r)
+{
+	struct vm *v = path_vm(r);
+	struct vc_error err = { 0 };
+	struct vc_secret *vmkey = NULL;
+	char src[PATH_MAX], dst[PATH_MAX];
+	const struct vc_secret *kek;
+	struct vm keep;
+	int in = -1, out = -1, ret = 0;
+
+	if (!v)
+		return;
+	for (size_t i = 0; i < v->ndisks; i++)
+		if (v->disks[i].encrypted) {
+			reply_error(r, 409, "conflict", "disk %zu of VM %s is still encrypted", i,
+				    v->uuid);
+			return;
+		}
+	if (v->encrypted) {
+		struct vc_uuid u;
+		struct vc_binding b = { .format = VM_KEY_FORMAT, .provider = v->provider,
+					.key_id = v->key_id };
+		uint8_t wrapped[128];
+		size_t wlen = 0;
+
+		if (!(kek = vm_kek(r->h, v, &err))) {
+			reply_error(r, 409, "key_missing", "%s", vc_error_msg(&err));
+			return;
+		}
+		ret = vc_uuid_parse(v->uuid, &u) == 0 &&
+			      vc_base64_decode(v->wrapped_key, strlen(v->wrapped_key), wrapped,
+					       sizeof wrapped, &wlen) == 0
+		      ? 0 : vc_error_set(&err, -EBADMSG, "damaged wrapped VM key");
+		b.object = u.b;
+		if (ret == 0)
+			ret = vc_unwrap_key(kek, &b, wrapped, wlen, &vmkey, &err);
+		vm_path(r->h, v, v->nvram, src, sizeof src);
+		vm_path(r->h, v, "nvram.raw", dst, sizeof dst);
+		if (ret == 0) {
+			in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+			out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+			if (in < 0 || out < 0)
+				ret = vc_error_errno(&err, errno, "cannot open the nvram files");
+		}
+		if (ret == 0)
+			ret = vc_vmfile_open_fd(vmkey, "nvram", in, out, NULL, &err);
+		if (ret == 0 && fsync(out) < 0)
+			ret = vc_error_errno(&err, errno, "cannot sync %s", dst);
+		vc_secret_free(vmkey);
+		if (in >= 0)
+			close(in);
+		if (out >= 0)
+			close(out);
+		if (ret < 0) {
+			unlink(dst);
+			reply_error(r, 500, "internal", "%s", vc_error_msg(&err));
+			return;
+		}
+	}
+	keep = *v;
+	v->encrypted = false;
+	v->provider[0] = v->key_id[0] = v->wrapped_key[0] = '\0';
+	v->next_provider[0] = v->next_key_id[0] = '\0';
+	snprintf(v->nvram, sizeof v->nvram, "nvram.raw");
+	ret = vm_save(r->h, v, &err);
+	if (ret < 0) {
+		keep.next = v->next;
+		*v = keep;
+		reply_error(r, 500, "internal", "%s", vc_error_msg(&err));
+		return;
+	}
+	if (keep.encrypted && strcmp(keep.nvram, "nvram.raw"))
+		unlink(src);
+	vc_log(VC_LOG_INFO, "VM %s decrypted", v->uuid);
+	reply_json(r, 200, vm_json(r->h, v));
+}

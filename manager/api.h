@@ -65,6 +65,7 @@ void api_vm_create(struct req *r);
 void api_vm_get(struct req *r);
 void api_vm_encrypt(struct req *r);
 void api_vm_rekey(struct req *r);
+void api_vm_decrypt(struct req *r);
 void api_vm_add_disk(struct req *r);
 
 /* policies, tasks, events */

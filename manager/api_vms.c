@@ -423,6 +423,84 @@ void api_vm_encrypt(struct req *r)
 	reply_json(r, 202, json_pack("{s:s}", "task", id));
 }
 
+/* ---- decrypt (Decrypt) ---- */
+static void run_decrypt(struct mgr *m, struct mgr_task *t)
+{
+	const char *vm_id = json_string_value(json_object_get(t->arg, "vm"));
+	struct vc_store_vm v;
+	struct vc_error err = { 0 };
+	struct host_ref h;
+	char uuid[VC_UUID_STR_LEN] = "", key_id[VC_KEYPROV_ID_MAX] = "";
+	char prov[VC_REQ_NAME_MAX + 1] = "", path[200];
+	json_t *vm = NULL;
+	size_t n = 0;
+	int ret;
+
+	pthread_mutex_lock(&m->lock);
+	ret = vc_store_vm_get(m->st, vm_id, &v, &err);
+	if (ret == 0) {
+		snprintf(uuid, sizeof uuid, "%s", v.uuid);
+		snprintf(key_id, sizeof key_id, "%s", v.key_id ? v.key_id : "");
+		snprintf(prov, sizeof prov, "%s", v.provider ? v.provider : "");
+		ret = host_ref(m, v.host, &h, &err);
+		free(v.mem);
+	}
+	pthread_mutex_unlock(&m->lock);
+	snprintf(path, sizeof path, "/api/v1/vms/%s", uuid);
+	if (ret == 0)
+		ret = host_do(m, h.address, h.pin, "GET", path, NULL, &vm, &err);
+	n = json_array_size(json_object_get(vm, "disks"));
+	json_decref(vm);
+	for (size_t i = 0; ret == 0 && i < n; i++) {
+		task_progress(m, t, 5 + (int)(85 * i / (n ? n : 1)));
+		snprintf(path, sizeof path, "/api/v1/vms/%s/disks/%zu/decrypt", uuid, i);
+		ret = host_do(m, h.address, h.pin, "POST", path, NULL, NULL, &err);
+	}
+	if (ret == 0) {
+		task_progress(m, t, 95);
+		snprintf(path, sizeof path, "/api/v1/vms/%s/decrypt", uuid);
+		ret = host_do(m, h.address, h.pin, "POST", path, NULL, NULL, &err);
+	}
+	pthread_mutex_lock(&m->lock);
+	if (ret == 0)
+		ret = vc_store_vm_set_key(m->st, vm_id, false, NULL, NULL, &err);
+	ev_log(m, t->user, "vm.decrypt", vm_id, prov[0] ? prov : NULL, key_id[0] ? key_id : NULL,
+	       ret == 0 ? EV_OK : EV_FAIL, "%s VM %s (%zu disks, nvram)%s%s",
+	       ret == 0 ? "decrypted" : "failed to decrypt", vm_id, n, ret ? ": " : "",
+	       ret ? vc_error_msg(&err) : "");
+	pthread_mutex_unlock(&m->lock);
+	if (ret < 0)
+		task_finish(m, t, NULL, vc_error_msg(&err));
+	else
+		task_finish(m, t, json_pack("{s:s}", "vm", vm_id), NULL);
+}
+
+void api_vm_decrypt(struct req *r)
+{
+	struct vc_store_vm v;
+	struct vc_error err = { 0 };
+	char id[40];
+	int ret = vc_store_vm_get(r->m->st, r->param[0], &v, &err);
+
+	if (ret < 0) {
+		reply_errno(r, ret, &err);
+		return;
+	}
+	if (!v.key_id) {
+		free(v.mem);
+		reply_error(r, 409, "conflict", "VM %s is not encrypted", r->param[0]);
+		return;
+	}
+	free(v.mem);
+	ret = task_queue(r->m, r->user, "vm.decrypt", run_decrypt,
+			 json_pack("{s:s}", "vm", r->param[0]), NULL, id, &err);
+	if (ret < 0) {
+		reply_errno(r, ret, &err);
+		return;
+	}
+	reply_json(r, 202, json_pack("{s:s}", "task", id));
+}
+
 /* ---- rekey (Recrypt, shallow) ---- */
 static void run_rekey(struct mgr *m, struct mgr_task *t)
 {

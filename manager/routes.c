@@ -139,6 +139,8 @@ const struct route mgr_routes[] = {
 	  "a VM and its state on its host (ready, locked)" },
 	{ POST, "/api/v1/vms/{id}/encrypt", P(CRYPTO_ENCRYPT), OBJ_PARAM, vm_enc_f, NULL,
 	  api_vm_encrypt, "encrypt a plaintext VM with a policy (a task)" },
+	{ POST, "/api/v1/vms/{id}/decrypt", P(CRYPTO_DECRYPT), OBJ_PARAM, NULL, NULL,
+	  api_vm_decrypt, "decrypt a VM: every disk and the nvram back to plaintext (a task)" },
 	{ POST, "/api/v1/vms/{id}/rekey", P(CRYPTO_RECRYPT), OBJ_PARAM, vm_rekey_f, NULL,
 	  api_vm_rekey, "shallow rekey: a new KEK rewraps every DEK and the VM key (a task)" },
 	{ POST, "/api/v1/vms/{id}/disks", P(VM_ADD_NEW_DISK), OBJ_PARAM, disk_f, NULL,

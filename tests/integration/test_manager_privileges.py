@@ -43,6 +43,7 @@ CRYPTO_ROUTES = {
     ("PUT", "/api/v1/hosts/{}/encryption-mode"),
     ("POST", "/api/v1/vms/{}/encrypt"),
     ("POST", "/api/v1/vms/{}/rekey"),
+    ("POST", "/api/v1/vms/{}/decrypt"),
 }
 
 # What the No Cryptography Administrator must still be able to do.
@@ -480,6 +481,16 @@ def r_vm_rekey(ctx, who, kind):
     return Req(f"/api/v1/vms/{vm}/rekey", {}, ok=(202,), denied_check=check)
 
 
+def r_vm_decrypt(ctx, who, kind):
+    vm = ctx.encrypted_vm()
+    n = _task_count(ctx)
+
+    def check():
+        assert _task_count(ctx) == n, "a refused call queued a task"
+        assert ctx.admin.ok("GET", f"vms/{vm}", ok=(200,))["encrypted"] is True
+    return Req(f"/api/v1/vms/{vm}/decrypt", ok=(202,), denied_check=check)
+
+
 def r_vm_add_disk(ctx, who, kind):
     vm = ctx.vm
     before = len(ctx.admin.ok("GET", f"vms/{vm}", ok=(200,))["disks"])
@@ -536,6 +547,7 @@ MATRIX = {
     ("GET", "/api/v1/vms/{}"): r_vm_get,
     ("POST", "/api/v1/vms/{}/encrypt"): r_vm_encrypt,
     ("POST", "/api/v1/vms/{}/rekey"): r_vm_rekey,
+    ("POST", "/api/v1/vms/{}/decrypt"): r_vm_decrypt,
     ("POST", "/api/v1/vms/{}/disks"): r_vm_add_disk,
     ("GET", "/api/v1/key-providers"): r_prov_list,
     ("GET", "/api/v1/key-providers/{}"): r_prov_get,
