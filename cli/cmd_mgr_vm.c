@@ -159,6 +159,26 @@ static int vm_decrypt(struct mgr *m, const struct margs *a)
 	return r;
 }
 
+static int vm_delete(struct mgr *m, const struct margs *a)
+{
+	return mgr_remove_named(m, "vms", "VM", a->arg[0]);
+}
+
+static int vm_move(struct mgr *m, const struct margs *a)
+{
+	char path[MGR_PATH_MAX];
+	json_t *resp = NULL;
+	int r;
+
+	if ((r = mgr_path(m, path, sizeof path, "/vms/%s/move", a->arg[0])) < 0)
+		return r;
+	r = mgr_call(m, "POST", path, json_pack("{s:s}", "host", mgr_opt(a, O_HOST)), &resp);
+	if (r == 0)
+		r = follow(m, resp, "moved VM");
+	json_decref(resp);
+	return r;
+}
+
 static int vm_add_disk(struct mgr *m, const struct margs *a)
 {
 	char path[MGR_PATH_MAX], done[MGR_PATH_MAX];
@@ -189,6 +209,9 @@ static const struct mgr_sub vm_subs[] = {
 	  NULL },
 	{ "encrypt", 1, OPT(O_POLICY), OPT(O_POLICY), 0, vm_encrypt,
 	  "ID --policy NAME   (every disk and the nvram, with a progress bar)", NULL },
+	{ "delete", 1, 0, 0, 0, vm_delete, "ID   (the VM and its files)", NULL },
+	{ "move", 1, OPT(O_HOST), OPT(O_HOST), 0, vm_move,
+	  "ID --host HOST-ID   (to another host of the same datastore)", NULL },
 	{ "decrypt", 1, 0, 0, 0, vm_decrypt, "ID   (every disk and the nvram back to plaintext)",
 	  NULL },
 	{ "rekey", 1, OPT(O_POLICY), 0, 0, vm_rekey,

@@ -460,6 +460,9 @@ static const struct {
 	{ EVHTTP_REQ_POST, "/api/v1/vms/{uuid}/rekey", false, vm_encrypt_f, h_vm_rekey },
 	{ EVHTTP_REQ_POST, "/api/v1/vms/{uuid}/disks/{n}/decrypt", false, NULL, h_vm_decrypt_disk },
 	{ EVHTTP_REQ_POST, "/api/v1/vms/{uuid}/decrypt", false, NULL, h_vm_decrypt_finish },
+	{ EVHTTP_REQ_POST, "/api/v1/vms/{uuid}/unregister", false, NULL, h_vm_unregister },
+	{ EVHTTP_REQ_POST, "/api/v1/vms/register", false, vm_register_f, h_vm_register },
+	{ EVHTTP_REQ_DELETE, "/api/v1/vms/{uuid}", false, NULL, h_vm_delete },
 };
 
 static void serve(struct hreq *r)

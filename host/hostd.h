@@ -76,6 +76,9 @@ void h_vm_add_disk(struct hreq *r);
 void h_vm_rekey(struct hreq *r);
 void h_vm_decrypt_disk(struct hreq *r);
 void h_vm_decrypt_finish(struct hreq *r);
-extern const struct vc_field vm_create_f[], vm_encrypt_f[], vm_disk_f[];
+void h_vm_unregister(struct hreq *r);
+void h_vm_register(struct hreq *r);
+void h_vm_delete(struct hreq *r);
+extern const struct vc_field vm_create_f[], vm_encrypt_f[], vm_disk_f[], vm_register_f[];
 
 #endif

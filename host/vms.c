@@ -1171,3 +1171,99 @@ void h_vm_decrypt_finish(struct hreq *r)
 	vc_log(VC_LOG_INFO, "VM %s decrypted", v->uuid);
 	reply_json(r, 200, vm_json(r->h, v));
 }
+
+/* ---- unregister, register (a shared datastore), delete ---- */
+static void vm_unlink(struct hostd *h, struct vm *v)
+{
+	for (struct vm **pp = &h->vms; *pp; pp = &(*pp)->next)
+		if (*pp == v) {
+			*pp = v->next;
+			free(v);
+			return;
+		}
+}
+
+/* Forget a VM without touching its folder (another host takes it). */
+void h_vm_unregister(struct hreq *r)
+{
+	struct vm *v = vm_find(r->h, r->param[0]);
+
+	if (!v) {
+		reply_error(r, 404, "not_found", "no VM %s on this host", r->param[0]);
+		return;
+	}
+	vc_log(VC_LOG_INFO, "VM %s unregistered", v->uuid);
+	vm_unlink(r->h, v);
+	evhttp_send_reply(r->er, 204, NULL, NULL);
+}
+
+/* Take a VM folder of the datastore (one another host unregistered). An
+ * encrypted VM needs encryption mode; its keys come from the manager. */
+const struct vc_field vm_register_f[] = {
+	{ "uuid", VC_F_STRING, true, 36, 36, NULL, NULL },
+	{ 0 },
+};
+
+void h_vm_register(struct hreq *r)
+{
+	const char *uuid = json_string_value(json_object_get(r->body, "uuid"));
+	struct vc_uuid u;
+	struct vm *v;
+
+	if (vc_uuid_parse(uuid, &u) < 0) {
+		reply_error(r, 400, "bad_request", "'%s' is not a UUID", uuid);
+		return;
+	}
+	if (vm_find(r->h, uuid)) {
+		reply_error(r, 409, "conflict", "VM %s is already registered here", uuid);
+		return;
+	}
+	vm_load_one(r->h, uuid);
+	v = vm_find(r->h, uuid);
+	if (!v || v->error[0]) {
+		reply_error(r, 400, "bad_request", "%s", v ? v->error : "cannot load the VM");
+		if (v)
+			vm_unlink(r->h, v);
+		return;
+	}
+	if (needs_key(v) && !r->h->encryption_mode) {
+		vm_unlink(r->h, v);
+		reply_error(r, 409, "conflict", "an encrypted VM cannot be registered on a host "
+			    "whose encryption mode is off");
+		return;
+	}
+	vc_log(VC_LOG_INFO, "VM %s registered", uuid);
+	reply_json(r, 201, vm_json(r->h, v));
+}
+
+void h_vm_delete(struct hreq *r)
+{
+	struct vm *v = vm_find(r->h, r->param[0]);
+	char dir[PATH_MAX], path[PATH_MAX];
+	DIR *d;
+	struct dirent *e;
+
+	if (!v) {
+		reply_error(r, 404, "not_found", "no VM %s on this host", r->param[0]);
+		return;
+	}
+	/* vm.json first: a crash halfway leaves no VM, only stray files. */
+	vm_path(r->h, v, "vm.json", path, sizeof path);
+	if (unlink(path) < 0 && errno != ENOENT) {
+		reply_error(r, 500, "internal", "cannot remove %s: %s", path, strerror(errno));
+		return;
+	}
+	vm_dir(r->h, v, dir, sizeof dir);
+	d = opendir(dir);
+	while (d && (e = readdir(d)))
+		if (e->d_name[0] != '.') {
+			vm_path(r->h, v, e->d_name, path, sizeof path);
+			unlink(path);
+		}
+	if (d)
+		closedir(d);
+	rmdir(dir);
+	vc_log(VC_LOG_INFO, "VM %s deleted", v->uuid);
+	vm_unlink(r->h, v);
+	evhttp_send_reply(r->er, 204, NULL, NULL);
+}

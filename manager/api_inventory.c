@@ -172,6 +172,17 @@ static const struct kind_rule *existing(struct req *r, struct vc_store_object *o
 		reply_error(r, 409, "conflict", "the root cannot be renamed or deleted");
 	else if (need_priv(r, which == 1 ? k->rename : k->remove, r->param[0]) < 0)
 		k = NULL;
+	else if (which == 2 && o->kind == VC_STORE_VM) {
+		struct vc_store_vm v;
+
+		/* A VM with files on a host goes through DELETE /api/v1/vms. */
+		if (vc_store_vm_get(r->m->st, o->id, &v, &err) == 0) {
+			free(v.mem);
+			reply_error(r, 409, "conflict", "'%s' is a VM on a host: delete it with "
+				    "DELETE /api/v1/vms/%s", o->id, o->id);
+			k = NULL;
+		}
+	}
 	if (!k)
 		free(o->mem);
 	return k;

@@ -19,6 +19,9 @@
 #define PUSH_BATCH 256
 
 static const char *key_issue_get(struct mgr *m, const char *key_id);
+struct host_ref;
+static void fetch_one(struct mgr *m, struct host_ref *h, const char *prov, const char *kid,
+		      json_t *batch, char *ids, size_t idslen);
 
 /* ---- helpers ---- */
 /* The message of a JSON error reply, or fallback. */
@@ -416,6 +419,188 @@ void api_vm_encrypt(struct req *r)
 		free(o.mem);
 	ret = ret == 0 ? task_queue(r->m, r->user, "vm.encrypt", run_encrypt, arg, prov, id, &err)
 		       : ret;
+	if (ret < 0) {
+		reply_errno(r, ret, &err);
+		return;
+	}
+	reply_json(r, 202, json_pack("{s:s}", "task", id));
+}
+
+/* ---- delete ---- */
+struct del_job {
+	struct host_ref h;
+	char path[120], vm_id[INV_ID_LEN], key_id[VC_KEYPROV_ID_MAX], name[VC_REQ_NAME_MAX + 1];
+	int ret;
+	struct vc_error err;
+};
+
+static void del_work(struct req *r, void *arg)
+{
+	struct del_job *j = arg;
+
+	j->ret = host_do(r->m, j->h.address, j->h.pin, "DELETE", j->path, NULL, NULL, &j->err);
+}
+
+static void del_done(struct req *r, void *arg)
+{
+	struct del_job *j = arg;
+	struct vc_error err = { 0 };
+	int ret = j->ret;
+
+	/* Already gone from the host (deleted there before): still remove it
+	 * here. */
+	if (ret < 0 && strstr(vc_error_msg(&j->err), "no VM"))
+		ret = 0;
+	if (ret == 0)
+		ret = vc_store_object_delete(r->m->st, j->vm_id, &err);
+	else
+		err = j->err;
+	authz_invalidate(r->m);
+	ev_log(r->m, r->user, "vm.delete", j->vm_id, NULL, j->key_id[0] ? j->key_id : NULL,
+	       ret == 0 ? EV_OK : EV_FAIL, "deleted VM '%s' and its files%s%s", j->name,
+	       ret ? ": " : "", ret ? vc_error_msg(&err) : "");
+	if (ret < 0)
+		reply_error(r, 502, "host_error", "%s", vc_error_msg(&err));
+	else
+		reply_empty(r, 204);
+	free(j);
+}
+
+void api_vm_delete(struct req *r)
+{
+	struct vc_store_vm v;
+	struct vc_store_object o;
+	struct vc_error err = { 0 };
+	struct del_job *j = calloc(1, sizeof *j);
+	int ret = j ? vc_store_vm_get(r->m->st, r->param[0], &v, &err)
+		    : vc_error_set(&err, -ENOMEM, "out of memory");
+
+	if (ret < 0) {
+		free(j);
+		reply_errno(r, ret, &err);
+		return;
+	}
+	ret = host_ref(r->m, v.host, &j->h, &err);
+	snprintf(j->path, sizeof j->path, "/api/v1/vms/%s", v.uuid);
+	snprintf(j->vm_id, sizeof j->vm_id, "%s", v.id);
+	snprintf(j->key_id, sizeof j->key_id, "%s", v.key_id ? v.key_id : "");
+	if (vc_store_object_get(r->m->st, v.id, &o, &err) == 0) {
+		snprintf(j->name, sizeof j->name, "%s", o.name);
+		free(o.mem);
+	}
+	free(v.mem);
+	if (ret == 0 && defer_call(r, del_work, del_done, j) < 0)
+		ret = vc_error_set(&err, -ENOMEM, "cannot start the call to the host");
+	if (ret < 0) {
+		free(j);
+		reply_errno(r, ret, &err);
+	}
+}
+
+/* ---- move to another host of the same datastore (RegisterVM) ---- */
+static void run_move(struct mgr *m, struct mgr_task *t)
+{
+	const char *vm_id = json_string_value(json_object_get(t->arg, "vm"));
+	const char *to = json_string_value(json_object_get(t->arg, "host"));
+	struct vc_store_vm v;
+	struct vc_error err = { 0 };
+	struct host_ref from, dst;
+	char uuid[VC_UUID_STR_LEN] = "", key_id[VC_KEYPROV_ID_MAX] = "", path[120], ids[400] = "";
+	char prov[VC_REQ_NAME_MAX + 1] = "";
+	int ret;
+
+	pthread_mutex_lock(&m->lock);
+	ret = vc_store_vm_get(m->st, vm_id, &v, &err);
+	if (ret == 0) {
+		snprintf(uuid, sizeof uuid, "%s", v.uuid);
+		snprintf(key_id, sizeof key_id, "%s", v.key_id ? v.key_id : "");
+		snprintf(prov, sizeof prov, "%s", v.provider ? v.provider : "");
+		ret = host_ref(m, v.host, &from, &err);
+		if (ret == 0)
+			ret = host_ref(m, to, &dst, &err);
+		free(v.mem);
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (ret == 0 && key_id[0]) {
+		json_t *batch = json_array();
+
+		ret = ensure_mode(m, t, &dst, &err);
+		/* Its key first, so that it is not locked on arrival. */
+		if (ret == 0) {
+			fetch_one(m, &dst, prov, key_id, batch, ids, sizeof ids);
+			ret = json_array_size(batch) ? push_keys(m, dst.address, dst.pin, batch, &err)
+						    : vc_error_set(&err, -ENOKEY, "cannot fetch key %s "
+								   "from provider %s", key_id, prov);
+		}
+		json_decref(batch);
+	}
+	task_progress(m, t, 40);
+	snprintf(path, sizeof path, "/api/v1/vms/%s/unregister", uuid);
+	if (ret == 0)
+		ret = host_do(m, from.address, from.pin, "POST", path, NULL, NULL, &err);
+	task_progress(m, t, 70);
+	if (ret == 0) {
+		ret = host_do(m, dst.address, dst.pin, "POST", "/api/v1/vms/register",
+			      json_pack("{s:s}", "uuid", uuid), NULL, &err);
+		if (ret < 0) {
+			/* Give it back to the host it came from. */
+			struct vc_error e2 = { 0 };
+
+			if (host_do(m, from.address, from.pin, "POST", "/api/v1/vms/register",
+				    json_pack("{s:s}", "uuid", uuid), NULL, &e2) < 0)
+				vc_error_prefix(&err, "and it could not be registered back on %s: %s",
+						from.address, vc_error_msg(&e2));
+		}
+	}
+	pthread_mutex_lock(&m->lock);
+	if (ret == 0)
+		ret = vc_store_vm_set_host(m->st, vm_id, dst.id, &err);
+	ev_log(m, t->user, "vm.register", vm_id, prov[0] ? prov : NULL, key_id[0] ? key_id : NULL,
+	       ret == 0 ? EV_OK : EV_FAIL, "moved VM %s to host %s%s%s", vm_id, to,
+	       ret ? ": " : "", ret ? vc_error_msg(&err) : "");
+	pthread_mutex_unlock(&m->lock);
+	if (ret < 0)
+		task_finish(m, t, NULL, vc_error_msg(&err));
+	else
+		task_finish(m, t, json_pack("{s:s,s:s}", "vm", vm_id, "host", to), NULL);
+}
+
+void api_vm_move(struct req *r)
+{
+	const char *to = json_string_value(json_object_get(r->body, "host"));
+	struct vc_store_vm v;
+	struct vc_store_host sh;
+	struct vc_error err = { 0 };
+	char id[40];
+	int ret = vc_store_vm_get(r->m->st, r->param[0], &v, &err);
+
+	if (ret < 0) {
+		reply_errno(r, ret, &err);
+		return;
+	}
+	if (vc_store_host_get(r->m->st, to, &sh, &err) < 0) {
+		free(v.mem);
+		reply_error(r, 400, "bad_request", "no host '%s'", to);
+		return;
+	}
+	/* As in vSphere: register on the target, and for an encrypted VM
+	 * Cryptographer.RegisterVM there (and RegisterHost if its encryption
+	 * mode is off). */
+	ret = need_priv(r, VC_PRIV_VM_REGISTER, to);
+	if (ret == 0 && v.key_id)
+		ret = need_priv(r, VC_PRIV_CRYPTO_REGISTER_VM, to);
+	if (ret == 0 && v.key_id && !sh.encryption_mode)
+		ret = need_priv(r, VC_PRIV_CRYPTO_REGISTER_HOST, to);
+	if (ret == 0 && !strcmp(v.host, to)) {
+		reply_error(r, 409, "conflict", "VM %s is already on host %s", r->param[0], to);
+		ret = -EEXIST;
+	}
+	free(v.mem);
+	free(sh.mem);
+	if (ret < 0)
+		return;
+	ret = task_queue(r->m, r->user, "vm.register", run_move,
+			 json_pack("{s:s,s:s}", "vm", r->param[0], "host", to), NULL, id, &err);
 	if (ret < 0) {
 		reply_errno(r, ret, &err);
 		return;

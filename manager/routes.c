@@ -67,6 +67,7 @@ static const struct vc_field vm_f[] = {
 	{ "disks", VC_F_OBJECTS, true, 0, 16, disk_f, NULL }, NAME("policy", false), END };
 static const struct vc_field vm_enc_f[] = { NAME("policy", true), END };
 static const struct vc_field vm_rekey_f[] = { NAME("policy", false), END };
+static const struct vc_field vm_move_f[] = { NAME("host", true), END };
 
 static const char *const q_object[] = { "object", NULL };
 static const char *const q_perm_del[] = { "principal", "object", "group", NULL };
@@ -139,6 +140,12 @@ const struct route mgr_routes[] = {
 	  "a VM and its state on its host (ready, locked)" },
 	{ POST, "/api/v1/vms/{id}/encrypt", P(CRYPTO_ENCRYPT), OBJ_PARAM, vm_enc_f, NULL,
 	  api_vm_encrypt, "encrypt a plaintext VM with a policy (a task)" },
+	{ DEL, "/api/v1/vms/{id}", P(VM_DELETE), OBJ_PARAM, NULL, NULL, api_vm_delete,
+	  "delete a VM and its files" },
+	{ POST, "/api/v1/vms/{id}/move", P(VM_UNREGISTER), OBJ_PARAM, vm_move_f, NULL,
+	  api_vm_move, "unregister a VM and register it on another host of the same datastore "
+	  "(a task; VirtualMachine.Inventory.Register on the target, and "
+	  "Cryptographer.RegisterVM there for an encrypted VM)" },
 	{ POST, "/api/v1/vms/{id}/decrypt", P(CRYPTO_DECRYPT), OBJ_PARAM, NULL, NULL,
 	  api_vm_decrypt, "decrypt a VM: every disk and the nvram back to plaintext (a task)" },
 	{ POST, "/api/v1/vms/{id}/rekey", P(CRYPTO_RECRYPT), OBJ_PARAM, vm_rekey_f, NULL,

@@ -352,6 +352,10 @@ VC_MUST_CHECK int vc_store_vm_set_key(struct vc_store *st, const char *id, bool 
 				      const char *provider, const char *key_id,
 				      struct vc_error *err);
 
+/* The VM now runs on another host (-EINVAL for an unknown host). */
+VC_MUST_CHECK int vc_store_vm_set_host(struct vc_store *st, const char *id, const char *host,
+				       struct vc_error *err);
+
 /* ---- events (vc_event, hash-chained) ---- */
 /*
  * In one transaction: ev->seq = last seq + 1 (1 for the first), then

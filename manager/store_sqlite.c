@@ -1787,3 +1787,13 @@ int vc_store_vm_set_key(struct vc_store *st, const char *id, bool encrypted,
 
 	return changed_one(ret, ch, "VM", id, err);
 }
+
+int vc_store_vm_set_host(struct vc_store *st, const char *id, const char *host,
+			 struct vc_error *err)
+{
+	struct vc_store_val p[] = { T(id), T(host) };
+	int64_t ch = 0;
+	int ret = write1(st, "UPDATE vms SET host = ?2 WHERE id = ?1", p, 2, &ch, err);
+
+	return changed_one(ret, ch, "VM", id, err);
+}

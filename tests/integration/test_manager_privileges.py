@@ -11,6 +11,7 @@
 # that succeeds (a refused add leaves its agent unclaimed for the next);
 # the VM routes use another agent, in encryption mode, with plaintext VMs.
 import itertools
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -146,6 +147,18 @@ class Ctx:
         if self._vm is None:
             self._vm = self.new_vm()
         return self._vm
+
+    @property
+    def move_host(self):
+        """A second host on vm_host's datastore, in encryption mode."""
+        if getattr(self, "_move_host", None) is None:
+            first = self.agents.all[[a.dir.endswith("mx-vmhost") for a in
+                                     self.agents.all].index(True)]
+            a = self.agents.new("mx-movehost", datastore=os.path.join(first.dir, "datastore"))
+            hid = add_host(self.admin, a, self.folder, "mx-movehost")["id"]
+            self.admin.ok("PUT", f"hosts/{hid}/encryption-mode", {"enabled": True}, ok=(200,))
+            self._move_host = hid
+        return self._move_host
 
     def encrypted_vm(self):
         """A fresh VM encrypted from the start (one small disk): its id."""
@@ -491,6 +504,33 @@ def r_vm_decrypt(ctx, who, kind):
     return Req(f"/api/v1/vms/{vm}/decrypt", ok=(202,), denied_check=check)
 
 
+# Routes whose success needs a second privilege on another object (the
+# route's own one is still what a refusal names): moving a VM also needs
+# VirtualMachine.Inventory.Register on the target host.
+ALSO = {
+    ("POST", "/api/v1/vms/{}/move"): ("VirtualMachine.Inventory.Register",),
+}
+
+
+def r_vm_delete(ctx, who, kind):
+    vm = ctx.new_vm()
+
+    def check():
+        ctx.admin.ok("GET", f"vms/{vm}", ok=(200,))
+    return Req(f"/api/v1/vms/{vm}", ok=(204,), denied_check=check)
+
+
+def r_vm_move(ctx, who, kind):
+    vm = ctx.new_vm()
+    dst = ctx.move_host
+    n = _task_count(ctx)
+
+    def check():
+        assert _task_count(ctx) == n, "a refused call queued a task"
+        assert ctx.admin.ok("GET", f"vms/{vm}", ok=(200,))["host"] == ctx.vm_host
+    return Req(f"/api/v1/vms/{vm}/move", {"host": dst}, ok=(202,), denied_check=check)
+
+
 def r_vm_add_disk(ctx, who, kind):
     vm = ctx.vm
     before = len(ctx.admin.ok("GET", f"vms/{vm}", ok=(200,))["disks"])
@@ -548,6 +588,8 @@ MATRIX = {
     ("POST", "/api/v1/vms/{}/encrypt"): r_vm_encrypt,
     ("POST", "/api/v1/vms/{}/rekey"): r_vm_rekey,
     ("POST", "/api/v1/vms/{}/decrypt"): r_vm_decrypt,
+    ("DELETE", "/api/v1/vms/{}"): r_vm_delete,
+    ("POST", "/api/v1/vms/{}/move"): r_vm_move,
     ("POST", "/api/v1/vms/{}/disks"): r_vm_add_disk,
     ("GET", "/api/v1/key-providers"): r_prov_list,
     ("GET", "/api/v1/key-providers/{}"): r_prov_get,
@@ -623,8 +665,9 @@ class Users:
     def minus(self, p):
         return self._probe("probe-minus", "minus-" + self._safe(p), set(self.privs) - {p})
 
-    def only(self, p):
-        return self._probe("probe-only", "only-" + self._safe(p), {p, "System.View"})
+    def only(self, p, also=()):
+        return self._probe("probe-only", "only-" + self._safe(p) + "".join(
+            "-" + self._safe(a) for a in also), {p, "System.View", *also})
 
     def role(self, role):
         key = "as-" + role
@@ -768,11 +811,13 @@ def test_privilege_matrix(manager, ctx, routes, users):
                 req.denied_check()
         except AssertionError as e:
             failures.append(f"{label} without {p}: {e}")
-        who, api = users.only(p)
+        who, api = users.only(p, ALSO.get(key, ()))
         req = MATRIX[key](ctx, who, kind)
         resp = run(api, key, req)
         if resp.status not in req.ok:
-            failures.append(f"{label} with only {p} (+System.View): expected {req.ok}, {resp}")
+            failures.append(f"{label} with only {p} (+System.View"
+                            f"{''.join(', ' + a for a in ALSO.get(key, ()))}): "
+                            f"expected {req.ok}, {resp}")
     manager.assert_alive()
     assert not failures, f"{len(failures)} matrix failures:\n" + "\n".join(failures)
 

@@ -98,9 +98,10 @@ class Hostd:
     drained by a thread into self.lines (all runs; self.runs[i] is where
     run i starts)."""
 
-    def __init__(self, data_dir, wrapper=()):
+    def __init__(self, data_dir, wrapper=(), datastore=None):
         self.dir = os.path.abspath(str(data_dir))
         self.wrapper = list(wrapper)    # a command that runs the agent (limits)
+        self.datastore = datastore      # None: <data dir>/datastore
         self.proc = None
         self.port = None
         self.last_port = None       # kept by restarts
@@ -145,7 +146,8 @@ class Hostd:
     def argv(self):
         # A restart keeps the address the manager knows the host by.
         return self.wrapper + [hostd_path(), "--data-dir", self.dir, "--listen",
-                               f"127.0.0.1:{self.last_port or 0}"]
+                               f"127.0.0.1:{self.last_port or 0}"] + (
+                                   ["--datastore", self.datastore] if self.datastore else [])
 
     def start(self, timeout=START_TIMEOUT):
         if self.running:
@@ -400,8 +402,9 @@ class Agents:
         self.root = str(root)
         self.all = []
 
-    def new(self, name=None, wrapper=()):
-        a = Hostd(os.path.join(self.root, name or f"agent{len(self.all) + 1}"), wrapper)
+    def new(self, name=None, wrapper=(), datastore=None):
+        a = Hostd(os.path.join(self.root, name or f"agent{len(self.all) + 1}"), wrapper,
+                  datastore)
         self.all.append(a)
         a.start()
         assert a.token, "a first start must print a join token:\n" + a.stderr_text()
