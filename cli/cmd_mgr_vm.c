@@ -159,6 +159,43 @@ static int vm_decrypt(struct mgr *m, const struct margs *a)
 	return r;
 }
 
+static int vm_clone(struct mgr *m, const struct margs *a)
+{
+	char path[MGR_PATH_MAX];
+	json_t *resp = NULL, *body, *src = NULL;
+	const char *parent = mgr_opt(a, O_PARENT);
+	int r;
+
+	if ((r = mgr_path(m, path, sizeof path, "/vms/%s", a->arg[0])) < 0)
+		return r;
+	/* The clone goes next to the source unless told otherwise. */
+	if (!parent) {
+		char ipath[MGR_PATH_MAX];
+
+		if ((r = mgr_path(m, ipath, sizeof ipath, "/inventory/%s", a->arg[0])) < 0 ||
+		    (r = mgr_call(m, "GET", ipath, NULL, &src)) < 0)
+			return r;
+		parent = mgr_str(src, "parent");
+	}
+	body = json_pack("{s:s,s:s,s:s*}", "name", mgr_opt(a, O_NAME), "parent", parent,
+			 "policy", mgr_opt(a, O_POLICY));
+	json_t *keep = src;
+
+	if (!body) {
+		json_decref(keep);
+		return mgr_bad_body(m);
+	}
+	if ((r = mgr_path(m, path, sizeof path, "/vms/%s/clone", a->arg[0])) == 0)
+		r = mgr_call(m, "POST", path, body, &resp);
+	else
+		json_decref(body);
+	if (r == 0)
+		r = follow(m, resp, "cloned into VM");
+	json_decref(resp);
+	json_decref(keep);
+	return r;
+}
+
 static int vm_delete(struct mgr *m, const struct margs *a)
 {
 	return mgr_remove_named(m, "vms", "VM", a->arg[0]);
@@ -210,6 +247,9 @@ static const struct mgr_sub vm_subs[] = {
 	{ "encrypt", 1, OPT(O_POLICY), OPT(O_POLICY), 0, vm_encrypt,
 	  "ID --policy NAME   (every disk and the nvram, with a progress bar)", NULL },
 	{ "delete", 1, 0, 0, 0, vm_delete, "ID   (the VM and its files)", NULL },
+	{ "clone", 1, OPT(O_NAME) | OPT(O_PARENT) | OPT(O_POLICY), OPT(O_NAME), 0, vm_clone,
+	  "ID --name NAME [--parent ID] [--policy NAME]   (an encrypted VM's clone gets\n"
+	  "        its own new keys)", NULL },
 	{ "move", 1, OPT(O_HOST), OPT(O_HOST), 0, vm_move,
 	  "ID --host HOST-ID   (to another host of the same datastore)", NULL },
 	{ "decrypt", 1, 0, 0, 0, vm_decrypt, "ID   (every disk and the nvram back to plaintext)",

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -511,8 +512,10 @@ static const struct vc_secret *take_kek(struct hreq *r, struct vm *v, json_t *en
 }
 
 /* Seal or write the nvram file and the VM key for an encrypted VM. */
-static int seal_vm(struct hostd *h, struct vm *v, const struct vc_secret *kek,
-		   const char *raw_nvram, struct vc_error *err)
+/* nvram_fd: the plaintext nvram to seal (read from its offset to EOF,
+ * not closed), or -1 for a new VM's zeros. */
+static int seal_vm(struct hostd *h, struct vm *v, const struct vc_secret *kek, int nvram_fd,
+		   struct vc_error *err)
 {
 	struct vc_uuid u;
 	struct vc_binding b = { .format = VM_KEY_FORMAT, .provider = v->provider,
@@ -528,16 +531,12 @@ static int seal_vm(struct hostd *h, struct vm *v, const struct vc_secret *kek,
 		ret = vc_random_secret(32, &vmkey, err);
 	if (ret == 0)
 		ret = vc_wrap_key(kek, &b, vmkey, wrapped, sizeof wrapped, &wlen, err);
-	if (ret == 0 && !raw_nvram) {
+	if (ret == 0 && nvram_fd < 0) {
 		/* A new VM: its nvram starts as NVRAM_BYTES of zeros. */
 		vm_path(h, v, "nvram.new", zero, sizeof zero);
 		ret = create_sparse(zero, NVRAM_BYTES, &in, err);
 		if (ret == 0)
 			unlink(zero);
-	} else if (ret == 0) {
-		in = open(raw_nvram, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-		if (in < 0)
-			ret = vc_error_errno(err, errno, "cannot open %s", raw_nvram);
 	}
 	if (ret == 0) {
 		vm_path(h, v, "nvram.vcf", path, sizeof path);
@@ -546,7 +545,8 @@ static int seal_vm(struct hostd *h, struct vm *v, const struct vc_secret *kek,
 			ret = vc_error_errno(err, errno, "cannot write %s", path);
 	}
 	if (ret == 0)
-		ret = vc_vmfile_seal_fd(vmkey, "nvram", 0, in, out, NULL, err);
+		ret = vc_vmfile_seal_fd(vmkey, "nvram", 0, nvram_fd >= 0 ? nvram_fd : in, out, NULL,
+					err);
 	if (ret == 0 && fsync(out) < 0)
 		ret = vc_error_errno(err, errno, "cannot sync %s", path);
 	if (in >= 0)
@@ -618,7 +618,7 @@ void h_vm_create(struct hreq *r)
 		v->ndisks++;
 	}
 	if (ret == 0 && kek)
-		ret = seal_vm(h, v, kek, NULL, &err);
+		ret = seal_vm(h, v, kek, -1, &err);
 	if (ret == 0 && !kek) {
 		int fd = -1;
 
@@ -745,7 +745,14 @@ void h_vm_encrypt_finish(struct hreq *r)
 		}
 	keep = *v;
 	vm_path(r->h, v, v->nvram, raw, sizeof raw);
-	ret = seal_vm(r->h, v, kek, raw, &err);
+	{
+		int in = open(raw, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+		ret = in < 0 ? vc_error_errno(&err, errno, "cannot open %s", raw)
+			     : seal_vm(r->h, v, kek, in, &err);
+		if (in >= 0)
+			close(in);
+	}
 	if (ret == 0)
 		ret = vm_save(r->h, v, &err);
 	if (ret < 0) {
@@ -788,10 +795,24 @@ void h_vm_export_disk(struct hreq *r)
 	if (fd < 0 || !b) {
 		ret = vc_error_errno(&err, fd < 0 ? errno : ENOMEM, "cannot open %s", path);
 	} else if (!v->disks[n].encrypted) {
-		ret = evbuffer_add_file(b, fd, 0, (ev_off_t)v->disks[n].size) == 0 ? 0 : -EIO;
-		fd = -1; /* evbuffer owns it now, even on failure */
-		if (ret < 0)
-			vc_error_set(&err, -EIO, "cannot read %s", path);
+		/* Read, not map: a file shorter than its size (damaged, or cut
+		 * while we read) must be an error, not a SIGBUS. */
+		struct evbuffer_iovec iov;
+		struct stat sb;
+		uint64_t size = v->disks[n].size;
+
+		if (fstat(fd, &sb) < 0 || (uint64_t)sb.st_size < size)
+			ret = vc_error_set(&err, -EBADMSG, "%s is %lld bytes, shorter than the "
+					   "disk's %llu", path, (long long)sb.st_size,
+					   (unsigned long long)size);
+		else if (evbuffer_reserve_space(b, (ev_ssize_t)size, &iov, 1) < 1)
+			ret = vc_error_set(&err, -ENOMEM, "out of memory");
+		else if (pread(fd, iov.iov_base, size, 0) != (ssize_t)size)
+			ret = vc_error_set(&err, -EBADMSG, "cannot read %s whole", path);
+		else {
+			iov.iov_len = size;
+			evbuffer_commit_space(b, &iov, 1);
+		}
 	} else {
 		const struct vc_secret *kek = disk_kek(r->h, fd, path, &err);
 		struct vc_file f = { .fd = fd, .name = path };
@@ -802,6 +823,8 @@ void h_vm_export_disk(struct hreq *r)
 		vc_file_io(&f, &io);
 		ret = kek ? vc_disk_open(&io, kek, NULL, VC_DISK_RDONLY, &d, &err)
 			  : (err.code ? err.code : -ENOKEY);
+		if (ret < 0 && ret != -ENOKEY)
+			vc_error_prefix(&err, "%s", path);
 		if (ret == 0 && evbuffer_reserve_space(b, (ev_ssize_t)v->disks[n].size, &iov, 1) < 1)
 			ret = vc_error_set(&err, -ENOMEM, "out of memory");
 		if (ret == 0)
@@ -817,8 +840,11 @@ void h_vm_export_disk(struct hreq *r)
 	if (ret < 0) {
 		if (b)
 			evbuffer_free(b);
-		reply_error(r, ret == -ENOKEY ? 409 : 500, ret == -ENOKEY ? "locked" : "damaged",
-			    "%s", vc_error_msg(&err));
+		bool damaged = ret == -EBADMSG || ret == -EINVAL || ret == -ENOTSUP;
+
+		reply_error(r, ret == -ENOKEY ? 409 : 500,
+			    ret == -ENOKEY ? "locked" : damaged ? "damaged" : "internal", "%s",
+			    vc_error_msg(&err));
 		return;
 	}
 	evhttp_add_header(evhttp_request_get_output_headers(r->er), "Content-Type",
@@ -1266,4 +1292,234 @@ void h_vm_delete(struct hreq *r)
 	vc_log(VC_LOG_INFO, "VM %s deleted", v->uuid);
 	vm_unlink(r->h, v);
 	evhttp_send_reply(r->er, 204, NULL, NULL);
+}
+
+/* ---- clone (Clone): a new VM with its own keys ---- */
+/* Open a source disk for reading: raw (fd only) or encrypted (*d). */
+static int open_source(struct hostd *h, const char *path, bool encrypted, struct vc_file *f,
+		       struct vc_disk **d, struct vc_error *err)
+{
+	struct vc_disk_io io;
+	const struct vc_secret *kek;
+
+	f->name = path;
+	f->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (f->fd < 0)
+		return vc_error_errno(err, errno, "cannot open %s", path);
+	if (!encrypted)
+		return 0;
+	kek = disk_kek(h, f->fd, path, err);
+	if (!kek)
+		return err->code ? err->code : -ENOKEY;
+	vc_file_io(f, &io);
+	return vc_disk_open(&io, kek, NULL, VC_DISK_RDONLY, d, err);
+}
+
+/* Copy one disk's plaintext into a new disk at dst: encrypted under kek
+ * (with a new DEK) or raw when kek is NULL. */
+static int clone_disk(struct hostd *h, const char *src, bool src_enc, const char *dst,
+		      uint64_t size, const struct vm *nv, const struct vc_secret *kek,
+		      struct vc_error *err)
+{
+	struct vc_file sf = { .fd = -1 }, df = { .name = dst };
+	struct vc_disk *sd = NULL, *dd = NULL;
+	struct vc_disk_io io;
+	uint8_t *buf = malloc(COPY_CHUNK);
+	int out = -1, ret = buf ? 0 : vc_error_set(err, -ENOMEM, "out of memory");
+
+	if (ret == 0)
+		ret = open_source(h, src, src_enc, &sf, &sd, err);
+	if (ret == 0)
+		ret = kek ? make_encrypted_disk(dst, size, nv, kek, &out, err)
+			  : create_sparse(dst, size, &out, err);
+	if (ret == 0 && kek) {
+		df.fd = out;
+		vc_file_io(&df, &io);
+		ret = vc_disk_open(&io, kek, NULL, 0, &dd, err);
+	}
+	for (uint64_t off = 0; ret == 0 && off < size; off += COPY_CHUNK) {
+		size_t n = size - off < COPY_CHUNK ? (size_t)(size - off) : COPY_CHUNK;
+
+		if (sd)
+			ret = vc_disk_read(sd, buf, n, off, err);
+		else if (pread(sf.fd, buf, n, (off_t)off) != (ssize_t)n)
+			ret = vc_error_set(err, -EIO, "%s is shorter than its size", src);
+		if (ret == 0 && !vc_is_zero(buf, n))
+			ret = dd ? vc_disk_write(dd, buf, n, off, err)
+				 : (pwrite(out, buf, n, (off_t)off) == (ssize_t)n ? 0
+				    : vc_error_errno(err, errno, "cannot write %s", dst));
+	}
+	if (ret == 0 && dd)
+		ret = vc_disk_flush(dd, err);
+	if (ret == 0 && fsync(out) < 0)
+		ret = vc_error_errno(err, errno, "cannot sync %s", dst);
+	vc_disk_close(dd);
+	vc_disk_close(sd);
+	if (buf) {
+		vc_wipe(buf, COPY_CHUNK);
+		free(buf);
+	}
+	if (out >= 0)
+		close(out);
+	if (sf.fd >= 0)
+		close(sf.fd);
+	if (ret < 0)
+		unlink(dst);
+	return ret;
+}
+
+/* The source VM's nvram plaintext into a memory-only file (never on disk). */
+static int nvram_plain(struct hostd *h, const struct vm *v, int *memfd, struct vc_error *err)
+{
+	char path[PATH_MAX];
+	int in, ret = 0;
+
+	vm_path(h, v, v->nvram, path, sizeof path);
+	in = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	*memfd = memfd_create("vmcrypt-nvram", MFD_CLOEXEC);
+	if (in < 0 || *memfd < 0)
+		ret = vc_error_errno(err, errno, "cannot open the nvram of VM %s", v->uuid);
+	if (ret == 0 && v->encrypted) {
+		struct vc_uuid u;
+		struct vc_binding b = { .format = VM_KEY_FORMAT, .provider = v->provider,
+					.key_id = v->key_id };
+		const struct vc_secret *kek = vm_kek(h, v, err);
+		struct vc_secret *vmkey = NULL;
+		uint8_t wrapped[128];
+		size_t wlen = 0;
+
+		ret = kek && vc_uuid_parse(v->uuid, &u) == 0 &&
+			      vc_base64_decode(v->wrapped_key, strlen(v->wrapped_key), wrapped,
+					       sizeof wrapped, &wlen) == 0
+		      ? 0 : (err->code ? err->code : -EBADMSG);
+		b.object = u.b;
+		if (ret == 0)
+			ret = vc_unwrap_key(kek, &b, wrapped, wlen, &vmkey, err);
+		if (ret == 0)
+			ret = vc_vmfile_open_fd(vmkey, "nvram", in, *memfd, NULL, err);
+		vc_secret_free(vmkey);
+	} else if (ret == 0) {
+		ssize_t n;
+
+		while ((n = read(in, path, sizeof path)) > 0)
+			if (write(*memfd, path, (size_t)n) != n) {
+				ret = vc_error_errno(err, errno, "cannot copy the nvram");
+				break;
+			}
+	}
+	if (in >= 0)
+		close(in);
+	if (ret == 0 && lseek(*memfd, 0, SEEK_SET) < 0)
+		ret = vc_error_errno(err, errno, "nvram");
+	return ret;
+}
+
+const struct vc_field vm_clone_f[] = {
+	{ "uuid", VC_F_STRING, true, 36, 36, NULL, NULL },
+	{ "name", VC_F_NAME, true, 0, 0, NULL, NULL },
+	{ "encryption", VC_F_OBJECT, false, 0, 0, enc_f, NULL },
+	{ 0 },
+};
+
+void h_vm_clone(struct hreq *r)
+{
+	struct hostd *h = r->h;
+	struct vm *src = path_vm(r), *v;
+	json_t *enc = json_object_get(r->body, "encryption");
+	const struct vc_secret *kek = NULL;
+	struct vc_error err = { 0 };
+	struct vc_uuid u;
+	char dir[PATH_MAX], path[PATH_MAX], spath[PATH_MAX];
+	int memfd = -1, ret = 0;
+
+	if (!src)
+		return;
+	if (needs_key(src) && !enc) {
+		reply_error(r, 400, "bad_request", "the clone of an encrypted VM is encrypted: give "
+			    "it a key ('encryption')");
+		return;
+	}
+	v = calloc(1, sizeof *v);
+	if (!v) {
+		reply_error(r, 500, "internal", "out of memory");
+		return;
+	}
+	snprintf(v->uuid, sizeof v->uuid, "%s", json_string_value(json_object_get(r->body, "uuid")));
+	snprintf(v->name, sizeof v->name, "%s", json_string_value(json_object_get(r->body, "name")));
+	if (vc_uuid_parse(v->uuid, &u) < 0 || vm_find(h, v->uuid)) {
+		reply_error(r, 409, "conflict", "VM %s: bad or existing UUID", v->uuid);
+		free(v);
+		return;
+	}
+	if (enc && !(kek = take_kek(r, v, enc))) {
+		free(v);
+		return;
+	}
+	vm_dir(h, v, dir, sizeof dir);
+	if (mkdir(dir, 0700) < 0) {
+		reply_error(r, 409, "conflict", "cannot create %s: %s", dir, strerror(errno));
+		free(v);
+		return;
+	}
+	for (size_t i = 0; ret == 0 && i < src->ndisks; i++) {
+		struct vm_disk *vd = &v->disks[i];
+
+		vd->size = src->disks[i].size;
+		vd->encrypted = kek != NULL;
+		snprintf(vd->file, sizeof vd->file, kek ? "disk%zu.vcd" : "disk%zu.raw", i);
+		vm_path(h, src, src->disks[i].file, spath, sizeof spath);
+		vm_path(h, v, vd->file, path, sizeof path);
+		ret = clone_disk(h, spath, src->disks[i].encrypted, path, vd->size, v, kek, &err);
+		if (ret == 0)
+			v->ndisks++;
+	}
+	if (ret == 0)
+		ret = nvram_plain(h, src, &memfd, &err);
+	if (ret == 0 && kek) {
+		ret = seal_vm(h, v, kek, memfd, &err);
+	} else if (ret == 0) {
+		int out;
+
+		snprintf(v->nvram, sizeof v->nvram, "nvram.raw");
+		vm_path(h, v, v->nvram, path, sizeof path);
+		out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (out < 0) {
+			ret = vc_error_errno(&err, errno, "cannot write %s", path);
+		} else {
+			ssize_t n;
+
+			while (ret == 0 && (n = read(memfd, spath, sizeof spath)) > 0)
+				if (write(out, spath, (size_t)n) != n)
+					ret = vc_error_errno(&err, errno, "cannot write %s", path);
+			if (ret == 0 && fsync(out) < 0)
+				ret = vc_error_errno(&err, errno, "cannot sync %s", path);
+			close(out);
+		}
+	}
+	if (memfd >= 0)
+		close(memfd);
+	if (ret == 0)
+		ret = vm_save(h, v, &err);
+	if (ret < 0) {
+		DIR *dd = opendir(dir);
+		struct dirent *e;
+
+		while (dd && (e = readdir(dd)))
+			if (e->d_name[0] != '.') {
+				vm_path(h, v, e->d_name, path, sizeof path);
+				unlink(path);
+			}
+		if (dd)
+			closedir(dd);
+		rmdir(dir);
+		free(v);
+		reply_error(r, ret == -ENOKEY ? 409 : 500, ret == -ENOKEY ? "key_missing" : "internal",
+			    "%s", vc_error_msg(&err));
+		return;
+	}
+	v->next = h->vms;
+	h->vms = v;
+	vc_log(VC_LOG_INFO, "cloned VM %s into %s%s", src->uuid, v->uuid,
+	       kek ? " with its own keys" : "");
+	reply_json(r, 201, vm_json(h, v));
 }

@@ -205,8 +205,13 @@ int vc_kmip_cluster_run(struct vc_kmip_cluster *cl,
 		s->h.last_failure = time(NULL);
 		s->h.last_ok = false;
 		snprintf(s->h.last_error, sizeof s->h.last_error, "%s", vc_error_msg(&e));
-		if (!errors[0])
-			snprintf(errors, sizeof errors, "%s", vc_error_msg(&e));
+		{
+			/* Name every server tried, not just the first. */
+			size_t l = strlen(errors);
+
+			snprintf(errors + l, sizeof errors - l, "%s%s", l ? "; " : "",
+				 vc_error_msg(&e));
+		}
 		cl->cur = (cl->cur + 1) % cl->n;
 	}
 	pthread_mutex_unlock(&cl->lock);

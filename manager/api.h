@@ -68,6 +68,7 @@ void api_vm_rekey(struct req *r);
 void api_vm_decrypt(struct req *r);
 void api_vm_delete(struct req *r);
 void api_vm_move(struct req *r);
+void api_vm_clone(struct req *r);
 void api_vm_add_disk(struct req *r);
 
 /* policies, tasks, events */

@@ -608,6 +608,123 @@ void api_vm_move(struct req *r)
 	reply_json(r, 202, json_pack("{s:s}", "task", id));
 }
 
+/* ---- clone (Clone): the clone gets its own keys ---- */
+static void run_clone(struct mgr *m, struct mgr_task *t)
+{
+	json_t *a = t->arg, *body;
+	const char *src_id = json_string_value(json_object_get(a, "vm"));
+	const char *name = json_string_value(json_object_get(a, "name"));
+	const char *parent = json_string_value(json_object_get(a, "parent"));
+	struct vc_store_vm v;
+	struct vc_error err = { 0 };
+	struct host_ref h;
+	char src_uuid[VC_UUID_STR_LEN] = "", uuid[VC_UUID_STR_LEN], id[INV_ID_LEN] = "";
+	char key_id[VC_KEYPROV_ID_MAX] = "", src_key[VC_KEYPROV_ID_MAX] = "", path[120];
+	struct vc_uuid u;
+	int ret;
+
+	pthread_mutex_lock(&m->lock);
+	ret = vc_store_vm_get(m->st, src_id, &v, &err);
+	if (ret == 0) {
+		snprintf(src_uuid, sizeof src_uuid, "%s", v.uuid);
+		snprintf(src_key, sizeof src_key, "%s", v.key_id ? v.key_id : "");
+		ret = host_ref(m, v.host, &h, &err);
+		free(v.mem);
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (ret == 0)
+		ret = vc_uuid_generate(&u, &err);
+	vc_uuid_format(&u, uuid);
+	task_progress(m, t, 10);
+	if (ret == 0 && t->prov) {
+		ret = ensure_mode(m, t, &h, &err);
+		if (ret == 0)
+			ret = new_kek(m, t, &h, name, key_id, &err);
+	}
+	task_progress(m, t, 30);
+	if (ret == 0) {
+		body = json_pack("{s:s,s:s}", "uuid", uuid, "name", name);
+		if (body && t->prov)
+			json_object_set_new(body, "encryption", json_pack("{s:s,s:s}", "provider",
+									  t->prov->name, "key_id",
+									  key_id));
+		snprintf(path, sizeof path, "/api/v1/vms/%s/clone", src_uuid);
+		ret = host_do(m, h.address, h.pin, "POST", path, body, NULL, &err);
+	}
+	pthread_mutex_lock(&m->lock);
+	if (ret == 0) {
+		struct req r = { .m = m };
+
+		ret = vc_store_begin(m->st, &err);
+		if (ret == 0)
+			ret = inv_add(&r, parent, "vm", name, id, &err);
+		if (ret == 0)
+			ret = vc_store_vm_add(m->st, &(struct vc_store_vm){
+				.id = id, .host = h.id, .uuid = uuid, .encrypted = t->prov != NULL,
+				.provider = t->prov ? t->prov->name : NULL,
+				.key_id = t->prov ? key_id : NULL }, &err);
+		ret = vc_store_end(m->st, ret, &err);
+		authz_invalidate(m);
+	}
+	ev_log(m, t->user, "vm.clone", ret == 0 ? id : src_id, t->prov ? t->prov->name : NULL,
+	       key_id[0] ? key_id : NULL, ret == 0 ? EV_OK : EV_FAIL,
+	       "cloned VM %s (key %s) into '%s'%s%s%s%s", src_id, src_key[0] ? src_key : "-", name,
+	       key_id[0] ? " with its own key " : "", key_id, ret ? ": " : "",
+	       ret ? vc_error_msg(&err) : "");
+	pthread_mutex_unlock(&m->lock);
+	if (ret < 0)
+		task_finish(m, t, NULL, vc_error_msg(&err));
+	else
+		task_finish(m, t, json_pack("{s:s,s:s,s:o}", "vm", id, "uuid", uuid, "key_id",
+					    key_id[0] ? json_string(key_id) : json_null()), NULL);
+}
+
+void api_vm_clone(struct req *r)
+{
+	const char *policy = json_string_value(json_object_get(r->body, "policy"));
+	const char *parent = json_string_value(json_object_get(r->body, "parent"));
+	struct mgr_provider *prov = NULL;
+	struct vc_store_vm v;
+	struct vc_error err = { 0 };
+	char id[40];
+	json_t *arg;
+	int ret;
+
+	if (inv_check_place(r, parent, "vm") < 0)
+		return;
+	ret = vc_store_vm_get(r->m->st, r->param[0], &v, &err);
+	if (ret < 0) {
+		reply_errno(r, ret, &err);
+		return;
+	}
+	/* Cloning an encrypted VM: Cryptographer.Clone on it; the clone is
+	 * encrypted too, with a new key (the policy's provider, or the
+	 * source's). */
+	if (v.key_id)
+		ret = need_priv(r, VC_PRIV_CRYPTO_CLONE, r->param[0]);
+	if (ret == 0 && policy)
+		ret = request_policy(r, policy, &prov, parent, VC_PRIV_CRYPTO_ENCRYPT_NEW, v.host);
+	if (ret == 0 && !prov && v.key_id) {
+		prov = prov_find(r->m, v.provider);
+		if (!prov || !prov->kp) {
+			reply_error(r, 409, "conflict", "key provider '%s' is not available",
+				    v.provider);
+			ret = -ENOENT;
+		}
+	}
+	free(v.mem);
+	if (ret < 0)
+		return;
+	arg = json_pack("{s:s,s:s,s:s}", "vm", r->param[0], "name",
+			json_string_value(json_object_get(r->body, "name")), "parent", parent);
+	ret = task_queue(r->m, r->user, "vm.clone", run_clone, arg, prov, id, &err);
+	if (ret < 0) {
+		reply_errno(r, ret, &err);
+		return;
+	}
+	reply_json(r, 202, json_pack("{s:s}", "task", id));
+}
+
 /* ---- decrypt (Decrypt) ---- */
 static void run_decrypt(struct mgr *m, struct mgr_task *t)
 {
@@ -1052,8 +1169,10 @@ static void fetch_one(struct mgr *m, struct host_ref *h, const char *prov, const
 	if (ret < 0) {
 		char msg[512];
 
-		snprintf(msg, sizeof msg, "key provider %s: %s", prov,
-			 p ? vc_error_msg(&err) : "no such provider");
+		if (p)
+			snprintf(msg, sizeof msg, "%s", vc_error_msg(&err));
+		else
+			snprintf(msg, sizeof msg, "no key provider %s", prov);
 		if (!key_issue_get(m, kid) || strcmp(key_issue_get(m, kid), msg))
 			vc_log(VC_LOG_WARN, "host %s: key %s for a locked VM: %s", h->address, kid,
 			       msg);

@@ -68,6 +68,8 @@ static const struct vc_field vm_f[] = {
 static const struct vc_field vm_enc_f[] = { NAME("policy", true), END };
 static const struct vc_field vm_rekey_f[] = { NAME("policy", false), END };
 static const struct vc_field vm_move_f[] = { NAME("host", true), END };
+static const struct vc_field vm_clone_f[] = { NAME("name", true), NAME("parent", true),
+					      NAME("policy", false), END };
 
 static const char *const q_object[] = { "object", NULL };
 static const char *const q_perm_del[] = { "principal", "object", "group", NULL };
@@ -146,6 +148,9 @@ const struct route mgr_routes[] = {
 	  api_vm_move, "unregister a VM and register it on another host of the same datastore "
 	  "(a task; VirtualMachine.Inventory.Register on the target, and "
 	  "Cryptographer.RegisterVM there for an encrypted VM)" },
+	{ POST, "/api/v1/vms/{id}/clone", P(VM_CREATE), OBJ_BODY_PARENT, vm_clone_f, NULL,
+	  api_vm_clone, "clone a VM on its host (a task; an encrypted VM also needs "
+	  "Cryptographer.Clone on it: the clone is encrypted with its own new key)" },
 	{ POST, "/api/v1/vms/{id}/decrypt", P(CRYPTO_DECRYPT), OBJ_PARAM, NULL, NULL,
 	  api_vm_decrypt, "decrypt a VM: every disk and the nvram back to plaintext (a task)" },
 	{ POST, "/api/v1/vms/{id}/rekey", P(CRYPTO_RECRYPT), OBJ_PARAM, vm_rekey_f, NULL,

@@ -531,6 +531,16 @@ def r_vm_move(ctx, who, kind):
     return Req(f"/api/v1/vms/{vm}/move", {"host": dst}, ok=(202,), denied_check=check)
 
 
+def r_vm_clone(ctx, who, kind):
+    src = ctx.vm
+    n = _task_count(ctx)
+
+    def check():
+        assert _task_count(ctx) == n, "a refused call queued a task"
+    return Req(f"/api/v1/vms/{src}/clone", {"name": ctx.name("clone"), "parent": ctx.folder},
+               ok=(202,), denied_check=check)
+
+
 def r_vm_add_disk(ctx, who, kind):
     vm = ctx.vm
     before = len(ctx.admin.ok("GET", f"vms/{vm}", ok=(200,))["disks"])
@@ -590,6 +600,7 @@ MATRIX = {
     ("POST", "/api/v1/vms/{}/decrypt"): r_vm_decrypt,
     ("DELETE", "/api/v1/vms/{}"): r_vm_delete,
     ("POST", "/api/v1/vms/{}/move"): r_vm_move,
+    ("POST", "/api/v1/vms/{}/clone"): r_vm_clone,
     ("POST", "/api/v1/vms/{}/disks"): r_vm_add_disk,
     ("GET", "/api/v1/key-providers"): r_prov_list,
     ("GET", "/api/v1/key-providers/{}"): r_prov_get,
