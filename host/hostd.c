@@ -327,6 +327,21 @@ static void h_mode(struct hreq *r)
 	reply_json(r, 200, host_json(h));
 }
 
+void key_drop(struct hostd *h, const char *prov, const char *id)
+{
+	for (struct cached_key **pp = &h->keys; *pp; pp = &(*pp)->next) {
+		struct cached_key *k = *pp;
+
+		if (!strcmp(k->provider, prov) && !strcmp(k->key_id, id)) {
+			*pp = k->next;
+			vc_secret_free(k->key);
+			free(k);
+			h->nkeys--;
+			return;
+		}
+	}
+}
+
 struct cached_key *key_find(struct hostd *h, const char *prov, const char *id)
 {
 	for (struct cached_key *k = h->keys; k; k = k->next)
@@ -475,8 +490,12 @@ static void serve(struct hreq *r)
 	unsigned char *data;
 	bool other = false;
 
+	static const char *const q_state[] = { "state", NULL };
+
 	if (vc_target_parse(evhttp_request_get_uri(r->er), &r->t, &err) < 0 ||
-	    vc_target_check_query(&r->t, NULL, &err) < 0) {
+	    vc_target_check_query(&r->t, r->method == EVHTTP_REQ_GET && r->t.nseg == 3 &&
+					      !strcmp(r->t.seg[2], "vms") ? q_state : NULL,
+				  &err) < 0) {
 		reply_error(r, 400, "bad_request", "%s", vc_error_msg(&err));
 		return;
 	}

@@ -60,6 +60,7 @@ void reply_json(struct hreq *r, int status, json_t *j);
 void reply_error(struct hreq *r, int status, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 struct cached_key *key_find(struct hostd *h, const char *prov, const char *id);
+void key_drop(struct hostd *h, const char *prov, const char *id);
 
 /* VMs on the datastore (vms.c). */
 int vms_load(struct hostd *h, struct vc_error *err);

@@ -454,7 +454,22 @@ static struct vm *path_vm(struct hreq *r)
 
 void h_vms_list(struct hreq *r)
 {
-	reply_json(r, 200, json_pack("{s:o}", "vms", vms_json(r->h)));
+	const char *state = vc_target_query(&r->t, "state");
+	json_t *all = vms_json(r->h), *v, *out;
+	size_t i;
+
+	if (!state) {
+		reply_json(r, 200, json_pack("{s:o}", "vms", all));
+		return;
+	}
+	/* ?state=locked: what the manager's reconciliation needs, and only
+	 * that, so the answer stays small on a host with many VMs. */
+	out = json_array();
+	json_array_foreach(all, i, v)
+		if (!strcmp(json_string_value(json_object_get(v, "state")), state))
+			json_array_append(out, v);
+	json_decref(all);
+	reply_json(r, 200, json_pack("{s:o}", "vms", out));
 }
 
 void h_vm_get(struct hreq *r)
@@ -1020,6 +1035,17 @@ void h_vm_rekey(struct hreq *r)
 		return;
 	}
 	vc_log(VC_LOG_INFO, "VM %s rekeyed (shallow) from %s to %s", v->uuid, keep.key_id, nk);
+	/* A retired key leaves the host unless another VM still uses it. */
+	{
+		bool used = false;
+
+		for (struct vm *o = r->h->vms; o && !used; o = o->next)
+			used = (!strcmp(o->provider, keep.provider) && !strcmp(o->key_id, keep.key_id)) ||
+			       (!strcmp(o->next_provider, keep.provider) &&
+				!strcmp(o->next_key_id, keep.key_id));
+		if (!used)
+			key_drop(r->h, keep.provider, keep.key_id);
+	}
 	reply_json(r, 200, vm_json(r->h, v));
 }
 

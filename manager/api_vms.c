@@ -1191,10 +1191,21 @@ static void reconcile_host(struct mgr *m, struct host_ref *h)
 	size_t i, pushed = 0;
 	char ids[400] = "";
 
-	if (host_do(m, h->address, h->pin, "GET", "/api/v1/vms", NULL, &resp, &err) < 0) {
+	if (host_do(m, h->address, h->pin, "GET", "/api/v1/vms?state=locked", NULL, &resp,
+		    &err) < 0) {
+		/* Said once per change, not once a second. */
+		pthread_mutex_lock(&m->lock);
+		if (!key_issue_get(m, h->id) || strcmp(key_issue_get(m, h->id), vc_error_msg(&err)))
+			vc_log(VC_LOG_WARN, "host %s: cannot list its locked VMs: %s", h->address,
+			       vc_error_msg(&err));
+		key_issue_set(m, h->id, vc_error_msg(&err));
+		pthread_mutex_unlock(&m->lock);
 		json_decref(batch);
 		return;
 	}
+	pthread_mutex_lock(&m->lock);
+	key_issue_set(m, h->id, NULL);
+	pthread_mutex_unlock(&m->lock);
 	json_array_foreach(json_object_get(resp, "vms"), i, v) {
 		json_t *need, *k;
 		size_t ki;

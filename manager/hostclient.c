@@ -18,7 +18,7 @@
 #include "vc_secmem.h"
 #include "vc_tlscert.h"
 
-#define REPLY_MAX (1024 * 1024)
+#define REPLY_MAX (64 * 1024 * 1024)
 
 int hostclient_init(struct vc_error *err)
 {

@@ -94,6 +94,9 @@ static void task_free(struct mgr *m, struct mgr_task *t)
 static void *worker(void *arg)
 {
 	struct mgr *m = arg;
+	struct timespec last_reconcile;
+
+	clock_gettime(CLOCK_MONOTONIC, &last_reconcile);
 
 	pthread_mutex_lock(&m->lock);
 	for (;;) {
@@ -111,6 +114,7 @@ static void *worker(void *arg)
 				/* Idle: give hosts the keys of their locked VMs. */
 				pthread_mutex_unlock(&m->lock);
 				reconcile_hosts(m);
+				clock_gettime(CLOCK_MONOTONIC, &last_reconcile);
 				pthread_mutex_lock(&m->lock);
 			}
 		}
@@ -121,6 +125,16 @@ static void *worker(void *arg)
 		pthread_mutex_unlock(&m->lock);
 		t->run(m, t);
 		task_free(m, t);
+		/* A long batch of tasks must not keep restarted hosts locked. */
+		{
+			struct timespec now;
+
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if (now.tv_sec - last_reconcile.tv_sec >= RECONCILE_MS / 1000) {
+				reconcile_hosts(m);
+				last_reconcile = now;
+			}
+		}
 		pthread_mutex_lock(&m->lock);
 	}
 	pthread_mutex_unlock(&m->lock);

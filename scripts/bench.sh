@@ -18,3 +18,6 @@ echo "=== KMIP client: create+get pairs per second, vmcrypt vs PyKMIP's client (
 echo
 echo "=== Manager API: authenticated inventory and login latency vs the 404 floor and scrypt (bench/bench_api.py)"
 /usr/bin/python3 bench/bench_api.py --build build
+echo
+echo "=== VMs through the manager: encrypt, shallow rekey and unlock after an agent restart vs the offline disk tool and the 1 s reconciliation (bench/bench_vms.py)"
+/usr/bin/python3 bench/bench_vms.py --build build ${BENCH_VMS:+--vms "$BENCH_VMS"}

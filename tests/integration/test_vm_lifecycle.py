@@ -561,3 +561,33 @@ def test_short_plaintext_disk(stack):
     assert 400 <= r.status <= 599, f"export of a short raw disk: {r}"
     err = assert_error(r, r.status, r.error.get("code") if isinstance(r.error, dict) else None)
     assert "disk" in err["message"], r
+
+
+def test_rekey_clone_decrypt_keep_data(stack):
+    """Recrypt, Clone and Decrypt through the CLI: the data stays the same
+    through every step, the retired key leaves the host, the clone has its
+    own key, and decrypting gives back plaintext files."""
+    s = stack
+    t = cli_task(s.cli, "vm", "create", "rk-vm", "--host", s.host_id, "--disk", "1M")
+    vid, vuuid = t["result"]["vm"], t["result"]["uuid"]
+    content = write_markers(os.path.join(s.datastore, vuuid, "disk0.raw"), MiB,
+                            make_disk_content(77, MiB, b"REKEY-MARKER"))
+    old = cli_task(s.cli, "vm", "encrypt", vid, "--policy", POLICY)["result"]["key_id"]
+
+    new = cli_task(s.cli, "vm", "rekey", vid)["result"]["key_id"]
+    assert new and new != old
+    held = [k["key_id"] for k in s.agent_api().ok("GET", "/api/v1/host")["keys"]]
+    assert new in held and old not in held, held
+    assert export_disk(s, vuuid, 0).body == content
+
+    c = cli_task(s.cli, "vm", "clone", vid, "--name", "rk-clone")["result"]
+    assert c["key_id"] and c["key_id"] not in (old, new), c
+    assert export_disk(s, c["uuid"], 0).body == content
+
+    cli_task(s.cli, "vm", "decrypt", vid)
+    show = s.cli.json("vm", "show", vid)
+    assert show["encrypted"] is False and show["state"] == "ready", show
+    with open(os.path.join(s.datastore, vuuid, "disk0.raw"), "rb") as f:
+        assert f.read() == content
+    assert sorted(os.listdir(os.path.join(s.datastore, vuuid))) == \
+        ["disk0.raw", "nvram.raw", "vm.json"]
