@@ -2,11 +2,16 @@
 /* vmcrypt host: add host agents (confirming their thumbprint), list and
  * show them, and switch host encryption mode. */
 #define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "mgr_client.h"
+#include "vc_encode.h"
+#include "vc_json.h"
 
 static int print_hosts(struct mgr *m, const json_t *j)
 {
@@ -141,6 +146,85 @@ static int host_mode(struct mgr *m, const struct margs *a)
 	return mgr_do(m, "PUT", path, body, done);
 }
 
+/* Write bytes to a new 0600 file (never over an existing one). */
+static int write_new(struct mgr *m, const char *path, const void *data, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600), r;
+
+	if (fd < 0)
+		return mgr_error(m, EXIT_FAIL, "%s: %s", path, strerror(errno));
+	r = cli_write_all(fd, data, len, path, &m->err);
+	if (r == 0 && fsync(fd) < 0)
+		r = mgr_error(m, EXIT_FAIL, "%s: %s", path, strerror(errno));
+	close(fd);
+	if (r < 0)
+		unlink(path);
+	return r;
+}
+
+static int host_dump(struct mgr *m, const struct margs *a)
+{
+	char path[MGR_PATH_MAX];
+	json_t *resp = NULL;
+	const char *b64;
+	uint8_t *raw;
+	size_t n = 0;
+	int r;
+
+	if ((r = mgr_path(m, path, sizeof path, "/hosts/%s/dump", a->arg[0])) < 0 ||
+	    (r = mgr_call(m, "POST", path, NULL, &resp)) < 0)
+		return r;
+	b64 = mgr_str(resp, "dump");
+	raw = malloc(strlen(b64) + 1);
+	if (!raw || vc_base64_decode(b64, strlen(b64), raw, strlen(b64) + 1, &n) < 0)
+		r = mgr_error(m, EXIT_FAIL, "the server's dump is not valid base64");
+	else
+		r = write_new(m, mgr_opt(a, O_OUT), raw, n);
+	if (r == 0 && !m->json)
+		printf("wrote the encrypted dump %s of host %s to %s (%zu bytes)\n",
+		       mgr_str(resp, "file"), a->arg[0], mgr_opt(a, O_OUT), n);
+	else if (r == 0)
+		mgr_print_json(json_object_get(resp, "file") ? resp : NULL);
+	free(raw);
+	json_decref(resp);
+	return r;
+}
+
+static int host_dump_decrypt(struct mgr *m, const struct margs *a)
+{
+	char path[MGR_PATH_MAX];
+	json_t *resp = NULL;
+	struct vc_secret *dump = NULL;
+	char *b64;
+	char *text;
+	int r;
+
+	if ((r = mgr_read_file(m, mgr_opt(a, O_FILE), false, 45000, &dump)) < 0)
+		return r;
+	b64 = malloc(vc_base64_encoded_len(vc_secret_len(dump)));
+	if (!b64) {
+		vc_secret_free(dump);
+		return mgr_error(m, EXIT_FAIL, "out of memory");
+	}
+	vc_base64_encode(vc_secret_data(dump), vc_secret_len(dump), b64);
+	vc_secret_free(dump);
+	if ((r = mgr_path(m, path, sizeof path, "/hosts/%s/dumps/decrypt", a->arg[0])) == 0)
+		r = mgr_call(m, "POST", path, json_pack("{s:s}", "dump", b64), &resp);
+	free(b64);
+	if (r < 0)
+		return r;
+	text = json_dumps(json_object_get(resp, "state"), JSON_INDENT(2));
+	if (!text)
+		r = mgr_error(m, EXIT_FAIL, "out of memory");
+	else if (mgr_opt(a, O_OUT))
+		r = write_new(m, mgr_opt(a, O_OUT), text, strlen(text));
+	else
+		printf("%s\n", text);
+	vc_json_free_dump(text);
+	json_decref(resp);
+	return r;
+}
+
 static const struct mgr_sub host_subs[] = {
 	{ "list", 0, 0, 0, 0, host_list, "", NULL },
 	{ "show", 1, 0, 0, 0, host_show, "ID   (with the agent's live state)", NULL },
@@ -154,6 +238,11 @@ static const struct mgr_sub host_subs[] = {
 	  "        only on a network you trust). Default parent: root; name: the address.",
 	  NULL },
 	{ "encryption-mode", 2, 0, 0, 0, host_mode, "ID enable|disable", NULL },
+	{ "dump", 1, OPT(O_OUT), OPT(O_OUT), 0, host_dump,
+	  "ID --out FILE   (an encrypted state dump of the agent, Global.Diagnostics)", NULL },
+	{ "dump-decrypt", 1, OPT(O_FILE) | OPT(O_OUT), OPT(O_FILE), 0, host_dump_decrypt,
+	  "ID --file DUMP [--out FILE]   (opens a dump: Cryptographer.Access on the host)",
+	  NULL },
 };
 
 int cmd_host(int argc, char **argv)

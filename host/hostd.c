@@ -87,7 +87,7 @@ static void state_path(struct hostd *h, char *out, size_t len)
 	snprintf(out, len, "%s/host.json", h->data_dir);
 }
 
-static int state_save(struct hostd *h, struct vc_error *err)
+int state_save(struct hostd *h, struct vc_error *err)
 {
 	char path[PATH_MAX], tmp[PATH_MAX + 8], mfp[65], th[65];
 	json_t *j;
@@ -96,10 +96,13 @@ static int state_save(struct hostd *h, struct vc_error *err)
 
 	vc_hex_encode(h->manager_fp, 32, mfp);
 	vc_hex_encode(h->token_hash, 32, th);
-	j = json_pack("{s:i,s:s,s:o,s:o,s:b}", "version", 1, "host_id", h->host_id,
+	j = json_pack("{s:i,s:s,s:o,s:o,s:b,s:o}", "version", 1, "host_id", h->host_id,
 		      "manager_thumbprint", h->claimed ? json_string(mfp) : json_null(),
 		      "join_token_sha256", h->claimed ? json_null() : json_string(th),
-		      "encryption_mode", h->encryption_mode);
+		      "encryption_mode", h->encryption_mode, "host_key",
+		      h->hk_key_id[0] ? json_pack("{s:s,s:s,s:s}", "provider", h->hk_provider,
+						  "key_id", h->hk_key_id, "wrapped", h->hk_wrapped)
+				      : json_null());
 	s = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
 	json_decref(j);
 	if (!s)
@@ -161,6 +164,24 @@ static int state_load(struct hostd *h, bool *first, struct vc_error *err)
 	}
 	memcpy(h->host_id, json_string_value(json_object_get(j, "host_id")), VC_UUID_STR_LEN);
 	h->encryption_mode = json_is_true(json_object_get(j, "encryption_mode"));
+	{
+		json_t *hk = json_object_get(j, "host_key");
+		const char *p = json_string_value(json_object_get(hk, "provider"));
+		const char *k = json_string_value(json_object_get(hk, "key_id"));
+		const char *w = json_string_value(json_object_get(hk, "wrapped"));
+
+		if (hk && !json_is_null(hk) &&
+		    (!p || !k || !w || strlen(p) >= sizeof h->hk_provider ||
+		     strlen(k) >= sizeof h->hk_key_id || strlen(w) >= sizeof h->hk_wrapped)) {
+			json_decref(j);
+			return vc_error_set(err, -EBADMSG, "%s is damaged (host key)", path);
+		}
+		if (p && k && w) {
+			snprintf(h->hk_provider, sizeof h->hk_provider, "%s", p);
+			snprintf(h->hk_key_id, sizeof h->hk_key_id, "%s", k);
+			snprintf(h->hk_wrapped, sizeof h->hk_wrapped, "%s", w);
+		}
+	}
 	json_decref(j);
 	return 0;
 }
@@ -248,9 +269,11 @@ static json_t *host_json(struct hostd *h)
 	for (struct cached_key *k = h->keys; k; k = k->next)
 		json_array_append_new(ids, json_pack("{s:s,s:s}", "provider", k->provider,
 						     "key_id", k->key_id));
-	return json_pack("{s:s,s:s,s:b,s:b,s:s,s:o}", "host_id", h->host_id, "version",
+	return json_pack("{s:s,s:s,s:b,s:b,s:s,s:o,s:o}", "host_id", h->host_id, "version",
 			 VMCRYPT_VERSION, "claimed", h->claimed, "encryption_mode",
-			 h->encryption_mode, "thumbprint", h->own_fp, "keys", ids);
+			 h->encryption_mode, "thumbprint", h->own_fp, "keys", ids, "host_key",
+			 h->hk_key_id[0] ? json_pack("{s:s,s:s}", "provider", h->hk_provider,
+						     "key_id", h->hk_key_id) : json_null());
 }
 
 static void h_claim(struct hreq *r)
@@ -464,6 +487,8 @@ static const struct {
 	{ EVHTTP_REQ_PUT, "/api/v1/host/encryption-mode", false, mode_f, h_mode },
 	{ EVHTTP_REQ_PUT, "/api/v1/keys", false, keys_f, h_keys_put },
 	{ EVHTTP_REQ_DELETE, "/api/v1/keys", false, NULL, h_keys_flush },
+	{ EVHTTP_REQ_PUT, "/api/v1/host/key", false, host_key_f, h_host_key },
+	{ EVHTTP_REQ_POST, "/api/v1/host/dump", false, NULL, h_host_dump },
 	{ EVHTTP_REQ_GET, "/api/v1/vms", false, NULL, h_vms_list },
 	{ EVHTTP_REQ_POST, "/api/v1/vms", false, vm_create_f, h_vm_create },
 	{ EVHTTP_REQ_GET, "/api/v1/vms/{uuid}", false, NULL, h_vm_get },

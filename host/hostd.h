@@ -42,6 +42,10 @@ struct hostd {
 	SSL_CTX *ctx;
 	char *datastore;
 	struct vm *vms;
+	/* The host key, wrapped (hostkey.c); empty until the manager sets it. */
+	char hk_provider[VC_REQ_NAME_MAX + 1];
+	char hk_key_id[VC_REQ_PARAM_MAX];
+	char hk_wrapped[128];
 };
 
 
@@ -61,6 +65,14 @@ void reply_error(struct hreq *r, int status, const char *code, const char *fmt, 
 	__attribute__((format(printf, 4, 5)));
 struct cached_key *key_find(struct hostd *h, const char *prov, const char *id);
 void key_drop(struct hostd *h, const char *prov, const char *id);
+int state_save(struct hostd *h, struct vc_error *err);
+
+/* hostkey.c */
+extern const struct vc_field host_key_f[];
+void h_host_key(struct hreq *r);
+void h_host_dump(struct hreq *r);
+/* The host key's KEK when it is missing from the cache: [{provider, key_id}]. */
+json_t *host_key_needed(struct hostd *h);
 
 /* VMs on the datastore (vms.c). */
 int vms_load(struct hostd *h, struct vc_error *err);

@@ -469,7 +469,8 @@ void h_vms_list(struct hreq *r)
 		if (!strcmp(json_string_value(json_object_get(v, "state")), state))
 			json_array_append(out, v);
 	json_decref(all);
-	reply_json(r, 200, json_pack("{s:o}", "vms", out));
+	reply_json(r, 200, json_pack("{s:o,s:o}", "vms", out, "host_keys_needed",
+				     host_key_needed(r->h)));
 }
 
 void h_vm_get(struct hreq *r)

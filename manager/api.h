@@ -58,6 +58,8 @@ void api_hosts_list(struct req *r);
 void api_host_add(struct req *r);
 void api_host_get(struct req *r);
 void api_host_mode(struct req *r);
+void api_host_dump(struct req *r);
+void api_host_dump_decrypt(struct req *r);
 
 /* VMs */
 void api_vms_list(struct req *r);

@@ -9,6 +9,9 @@
 
 #include "api.h"
 #include "hostclient.h"
+#include "vc_encode.h"
+#include "vc_vmfile.h"
+#include "vc_wrap.h"
 
 static json_t *host_json(const struct vc_store_host *h, const char *name, const char *parent)
 {
@@ -341,4 +344,283 @@ void api_host_mode(struct req *r)
 		return;
 	}
 	host_start(r, "PUT", "/api/v1/host/encryption-mode", body, mode_done);
+}
+
+/* ---- host key and encrypted dumps ---- */
+#define DUMP_MAGIC "VCDUMP1\n"
+#define HOST_KEY_FORMAT "vmcrypt-host-key/1"
+
+struct dump_job {
+	struct vc_store_host h;
+	struct mgr_provider *prov;   /* a reference (default provider, or the dump's) */
+	json_t *body;                /* decrypt: the request's dump */
+	json_t *out;
+	char key_id[VC_KEYPROV_ID_MAX];
+	int ret;
+	struct vc_error err;
+};
+
+static int default_prov(const struct vc_store_provider *p, void *ctx)
+{
+	if (p->is_default)
+		snprintf(ctx, VC_REQ_NAME_MAX + 1, "%s", p->name);
+	return 0;
+}
+
+static void dump_job_free(struct mgr *m, struct dump_job *j)
+{
+	prov_put(m, j->prov);
+	json_decref(j->out);
+	free(j->h.mem);
+	free(j);
+}
+
+static int call(struct mgr *m, struct dump_job *j, const char *method, const char *path,
+		json_t *body, json_t **resp)
+{
+	struct host_call c = { .address = j->h.address, .pin = j->h.thumbprint, .method = method,
+			       .path = path, .body = body };
+	int ret = host_call(m, &c, &j->err);
+
+	json_decref(body);
+	if (ret == 0 && (c.status < 200 || c.status > 299)) {
+		const char *msg = json_string_value(json_object_get(json_object_get(c.resp, "error"),
+								    "message"));
+
+		ret = vc_error_set(&j->err, -EIO, "host %s: %s", j->h.address, msg ? msg : "refused");
+	}
+	if (ret == 0 && resp)
+		*resp = c.resp;
+	else
+		json_decref(c.resp);
+	return ret;
+}
+
+/* The host key is made on the first dump: a KEK of the default provider,
+ * pushed to the host, which wraps its new host key with it. */
+static void dump_work(struct req *r, void *arg)
+{
+	struct dump_job *j = arg;
+	json_t *info = NULL;
+
+	j->ret = call(r->m, j, "GET", "/api/v1/host", NULL, &info);
+	if (j->ret == 0 && json_is_null(json_object_get(info, "host_key"))) {
+		struct vc_secret *kek = NULL;
+		char b64[64];
+
+		j->ret = j->prov && j->prov->kp
+				 ? vc_keyprov_create_key(j->prov->kp, "vmcrypt-host-key", j->key_id,
+							 &kek, &j->err)
+				 : vc_error_set(&j->err, -ENOENT, "no default key provider for the "
+						"host key");
+		if (j->ret == 0) {
+			vc_base64_encode(vc_secret_data(kek), vc_secret_len(kek), b64);
+			j->ret = call(r->m, j, "PUT", "/api/v1/keys",
+				      json_pack("{s:[{s:s,s:s,s:s}]}", "keys", "provider",
+						j->prov->name, "key_id", j->key_id, "key", b64), NULL);
+			vc_wipe(b64, sizeof b64);
+		}
+		vc_secret_free(kek);
+		if (j->ret == 0)
+			j->ret = call(r->m, j, "PUT", "/api/v1/host/key",
+				      json_pack("{s:s,s:s}", "provider", j->prov->name, "key_id",
+						j->key_id), NULL);
+	} else if (j->ret == 0) {
+		snprintf(j->key_id, sizeof j->key_id, "%s",
+			 json_string_value(json_object_get(json_object_get(info, "host_key"),
+							   "key_id")));
+	}
+	json_decref(info);
+	if (j->ret == 0)
+		j->ret = call(r->m, j, "POST", "/api/v1/host/dump", NULL, &j->out);
+}
+
+static void dump_done(struct req *r, void *arg)
+{
+	struct dump_job *j = arg;
+
+	ev_log(r->m, r->user, "host.dump", j->h.id, NULL, j->key_id[0] ? j->key_id : NULL,
+	       j->ret == 0 ? EV_OK : EV_FAIL, "encrypted state dump of host %s%s%s",
+	       j->h.address, j->ret ? ": " : "", j->ret ? vc_error_msg(&j->err) : "");
+	if (j->ret < 0)
+		reply_error(r, 502, "host_error", "%s", vc_error_msg(&j->err));
+	else
+		reply_json(r, 201, json_incref(j->out));
+	dump_job_free(r->m, j);
+}
+
+static struct dump_job *dump_job_new(struct req *r, const char *provider)
+{
+	struct dump_job *j = calloc(1, sizeof *j);
+	char name[VC_REQ_NAME_MAX + 1] = "";
+	struct vc_error err = { 0 };
+
+	if (!j) {
+		reply_error(r, 500, "internal", "out of memory");
+		return NULL;
+	}
+	if (path_host(r, &j->h) < 0) {
+		free(j);
+		return NULL;
+	}
+	if (provider)
+		snprintf(name, sizeof name, "%s", provider);
+	else if (vc_store_provider_list(r->m->st, default_prov, name, &err) < 0)
+		name[0] = '\0';
+	j->prov = name[0] ? prov_find(r->m, name) : NULL;
+	if (j->prov)
+		j->prov->refs++;
+	return j;
+}
+
+void api_host_dump(struct req *r)
+{
+	struct dump_job *j = dump_job_new(r, NULL);
+
+	if (j && defer_call(r, dump_work, dump_done, j) < 0) {
+		dump_job_free(r->m, j);
+		reply_error(r, 500, "internal", "cannot start the call to the host");
+	}
+}
+
+/* Open a dump: its header names the KEK and the wrapped host key. */
+static void open_work(struct req *r, void *arg)
+{
+	struct dump_job *j = arg;
+	const char *b64 = json_string_value(json_object_get(j->body, "dump"));
+	size_t len = strlen(b64), n = 0, off;
+	uint8_t *raw = malloc(len), *pt = NULL, *nl;
+	json_t *hdr = NULL;
+	struct vc_secret *kek = NULL, *hk = NULL;
+	struct vc_vmfile_reader *rd = NULL;
+	struct vc_vmfile_info in;
+	struct vc_uuid u;
+	uint8_t wrapped[128];
+	size_t wlen = 0, pl = 0;
+	int ret = raw ? 0 : vc_error_set(&j->err, -ENOMEM, "out of memory");
+
+	(void)r;
+	if (ret == 0 && vc_base64_decode(b64, len, raw, len, &n) < 0)
+		ret = vc_error_set(&j->err, -EINVAL, "the dump is not base64");
+	nl = ret == 0 && n > strlen(DUMP_MAGIC) ? memchr(raw + strlen(DUMP_MAGIC), '\n',
+							  n - strlen(DUMP_MAGIC)) : NULL;
+	if (ret == 0 && (memcmp(raw, DUMP_MAGIC, strlen(DUMP_MAGIC)) || !nl))
+		ret = vc_error_set(&j->err, -EINVAL, "not a vmcrypt dump");
+	if (ret == 0)
+		hdr = json_loadb((const char *)raw + strlen(DUMP_MAGIC),
+				 (size_t)(nl - raw) - strlen(DUMP_MAGIC), JSON_REJECT_DUPLICATES, NULL);
+	if (ret == 0 && (!json_is_string(json_object_get(hdr, "key_id")) ||
+			 !json_is_string(json_object_get(hdr, "host_id")) ||
+			 !json_is_string(json_object_get(hdr, "wrapped_host_key")) ||
+			 !json_is_string(json_object_get(hdr, "provider")) ||
+			 vc_uuid_parse(json_string_value(json_object_get(hdr, "host_id")), &u) < 0))
+		ret = vc_error_set(&j->err, -EINVAL, "the dump's header is damaged");
+	if (ret == 0) {
+		snprintf(j->key_id, sizeof j->key_id, "%s",
+			 json_string_value(json_object_get(hdr, "key_id")));
+		if (!j->prov || !j->prov->kp || strcmp(j->prov->name,
+				       json_string_value(json_object_get(hdr, "provider"))))
+			ret = vc_error_set(&j->err, -EINVAL, "the dump's key provider '%s' is not "
+					   "configured", json_string_value(json_object_get(hdr,
+												 "provider")));
+	}
+	if (ret == 0)
+		ret = vc_keyprov_get_key(j->prov->kp, j->key_id, &kek, &j->err);
+	if (ret == 0) {
+		const char *w = json_string_value(json_object_get(hdr, "wrapped_host_key"));
+		struct vc_binding b = { .format = HOST_KEY_FORMAT, .object = u.b,
+					.provider = j->prov->name, .key_id = j->key_id };
+
+		ret = vc_base64_decode(w, strlen(w), wrapped, sizeof wrapped, &wlen) == 0
+			      ? vc_unwrap_key(kek, &b, wrapped, wlen, &hk, &j->err)
+			      : vc_error_set(&j->err, -EINVAL, "damaged wrapped host key");
+	}
+	off = ret == 0 ? (size_t)(nl - raw) + 1 : 0;
+	if (ret == 0 && n - off < VC_VMFILE_HDR_LEN)
+		ret = vc_error_set(&j->err, -EINVAL, "the dump is truncated");
+	if (ret == 0)
+		ret = vc_vmfile_reader_new(hk, "dump", raw + off, &in, &rd, &j->err);
+	if (ret == 0) {
+		size_t at = off + VC_VMFILE_HDR_LEN, full = in.chunk_size + VC_VMFILE_TAG_LEN;
+
+		pt = malloc(n);
+		ret = pt ? 0 : vc_error_set(&j->err, -ENOMEM, "out of memory");
+		while (ret == 0 && !vc_vmfile_reader_done(rd)) {
+			size_t left = n - at, take = left > full ? full : left, got = 0;
+
+			ret = vc_vmfile_reader_chunk(rd, raw + at, take, left <= full, pt + pl, &got,
+						     &j->err);
+			pl += got;
+			at += take;
+		}
+	}
+	if (ret == 0) {
+		j->out = json_pack("{s:s,s:s,s:o}", "host_id",
+				   json_string_value(json_object_get(hdr, "host_id")), "key_id",
+				   j->key_id, "state", json_loadb((const char *)pt, pl, 0, NULL));
+		if (!j->out || json_is_null(json_object_get(j->out, "state")))
+			ret = vc_error_set(&j->err, -EINVAL, "the dump's content is not JSON");
+	}
+	if (pt) {
+		vc_wipe(pt, n);
+		free(pt);
+	}
+	vc_vmfile_reader_free(rd);
+	vc_secret_free(hk);
+	vc_secret_free(kek);
+	json_decref(hdr);
+	free(raw);
+	j->ret = ret;
+}
+
+static void open_done(struct req *r, void *arg)
+{
+	struct dump_job *j = arg;
+
+	ev_log(r->m, r->user, "host.dump-decrypt", j->h.id, j->prov ? j->prov->name : NULL,
+	       j->key_id[0] ? j->key_id : NULL, j->ret == 0 ? EV_OK : EV_FAIL,
+	       "decrypted a state dump of host %s%s%s", j->h.address, j->ret ? ": " : "",
+	       j->ret ? vc_error_msg(&j->err) : "");
+	if (j->ret == -EINVAL || j->ret == -EBADMSG || j->ret == -EKEYREJECTED)
+		reply_error(r, 400, "bad_request", "%s", vc_error_msg(&j->err));
+	else if (j->ret < 0)
+		reply_error(r, 502, "key_server", "%s", vc_error_msg(&j->err));
+	else
+		reply_json(r, 200, json_incref(j->out));
+	dump_job_free(r->m, j);
+}
+
+void api_host_dump_decrypt(struct req *r)
+{
+	const char *b64 = json_string_value(json_object_get(r->body, "dump"));
+	char prov[VC_REQ_NAME_MAX + 1] = "";
+	const char *nl = NULL;
+	struct dump_job *j;
+
+	/* The provider named in the dump's header (decoded again by the
+	 * worker, which checks everything). */
+	{
+		size_t n = 0, len = strlen(b64);
+		uint8_t *raw = malloc(len);
+
+		if (raw && vc_base64_decode(b64, len, raw, len, &n) == 0 && n > 8 &&
+		    (nl = memchr(raw + 8, '\n', n - 8))) {
+			json_t *hdr = json_loadb((const char *)raw + 8, (size_t)(nl - (char *)raw) - 8,
+						 0, NULL);
+
+			const char *p = json_string_value(json_object_get(hdr, "provider"));
+
+			snprintf(prov, sizeof prov, "%s", p ? p : "");
+			json_decref(hdr);
+		}
+		free(raw);
+	}
+	j = dump_job_new(r, prov[0] ? prov : NULL);
+	if (!j)
+		return;
+	j->body = r->body;
+	if (defer_call(r, open_work, open_done, j) < 0) {
+		dump_job_free(r->m, j);
+		reply_error(r, 500, "internal", "cannot start the decryption");
+	}
 }

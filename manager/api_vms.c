@@ -1227,6 +1227,14 @@ static void reconcile_host(struct mgr *m, struct host_ref *h)
 			json_array_clear(batch);
 		}
 	}
+	/* The host key's KEK, so that dumps can be written again. */
+	json_array_foreach(json_object_get(resp, "host_keys_needed"), i, v) {
+		const char *prov = json_string_value(json_object_get(v, "provider"));
+		const char *kid = json_string_value(json_object_get(v, "key_id"));
+
+		if (prov && kid && json_array_size(batch) < PUSH_BATCH)
+			fetch_one(m, h, prov, kid, batch, ids, sizeof ids);
+	}
 	if (json_array_size(batch) && push_keys(m, h->address, h->pin, batch, &err) == 0)
 		pushed += json_array_size(batch);
 	if (pushed) {

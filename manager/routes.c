@@ -57,6 +57,7 @@ static const struct vc_field policy_f[] = {
 static const struct vc_field host_f[] = {
 	STR("address", true, 3, 280), STR("join_token", true, 1, 1024), NAME("parent", true),
 	NAME("name", true), STR("thumbprint", false, 64, 95), END };
+static const struct vc_field dump_f[] = { STR("dump", true, 1, 60000), END };
 static const struct vc_field mode_f[] = { { "enabled", VC_F_BOOL, true, 0, 0, NULL, NULL },
 					  END };
 
@@ -133,6 +134,11 @@ const struct route mgr_routes[] = {
 	  "a host and its agent's live state" },
 	{ PUT, "/api/v1/hosts/{id}/encryption-mode", P(CRYPTO_REGISTER_HOST), OBJ_PARAM, mode_f,
 	  NULL, api_host_mode, "enable or disable host encryption mode" },
+	{ POST, "/api/v1/hosts/{id}/dump", P(GLOBAL_DIAGNOSTICS), OBJ_PARAM, NULL, NULL,
+	  api_host_dump, "an encrypted state dump of the host agent (its host key is made on "
+	  "the first, wrapped by a KEK of the default provider)" },
+	{ POST, "/api/v1/hosts/{id}/dumps/decrypt", P(CRYPTO_ACCESS), OBJ_PARAM, dump_f, NULL,
+	  api_host_dump_decrypt, "open an encrypted dump of the host" },
 	{ GET, "/api/v1/vms", P(SYSTEM_READ), OBJ_ROOT, NULL, NULL, api_vms_list, "list VMs" },
 	{ POST, "/api/v1/vms", P(VM_CREATE), OBJ_BODY_PARENT, vm_f, NULL, api_vm_create,
 	  "create a VM on a host (a task; an encrypting policy also needs "

@@ -45,6 +45,7 @@ CRYPTO_ROUTES = {
     ("POST", "/api/v1/vms/{}/encrypt"),
     ("POST", "/api/v1/vms/{}/rekey"),
     ("POST", "/api/v1/vms/{}/decrypt"),
+    ("POST", "/api/v1/hosts/{}/dumps/decrypt"),
 }
 
 # What the No Cryptography Administrator must still be able to do.
@@ -512,6 +513,16 @@ ALSO = {
 }
 
 
+def r_host_dump(ctx, who, kind):
+    return Req(f"/api/v1/hosts/{ctx.vm_host}/dump", ok=(201,))
+
+
+def r_host_dump_decrypt(ctx, who, kind):
+    if getattr(ctx, "_dump", None) is None:
+        ctx._dump = ctx.admin.ok("POST", f"hosts/{ctx.vm_host}/dump", ok=(201,))["dump"]
+    return Req(f"/api/v1/hosts/{ctx.vm_host}/dumps/decrypt", {"dump": ctx._dump}, ok=(200,))
+
+
 def r_vm_delete(ctx, who, kind):
     vm = ctx.new_vm()
 
@@ -601,6 +612,8 @@ MATRIX = {
     ("DELETE", "/api/v1/vms/{}"): r_vm_delete,
     ("POST", "/api/v1/vms/{}/move"): r_vm_move,
     ("POST", "/api/v1/vms/{}/clone"): r_vm_clone,
+    ("POST", "/api/v1/hosts/{}/dump"): r_host_dump,
+    ("POST", "/api/v1/hosts/{}/dumps/decrypt"): r_host_dump_decrypt,
     ("POST", "/api/v1/vms/{}/disks"): r_vm_add_disk,
     ("GET", "/api/v1/key-providers"): r_prov_list,
     ("GET", "/api/v1/key-providers/{}"): r_prov_get,

@@ -591,3 +591,43 @@ def test_rekey_clone_decrypt_keep_data(stack):
         assert f.read() == content
     assert sorted(os.listdir(os.path.join(s.datastore, vuuid))) == \
         ["disk0.raw", "nvram.raw", "vm.json"]
+
+
+def test_encrypted_host_dump(stack):
+    """A state dump of the agent is written encrypted under the host key
+    (its KEK from the default provider); it opens through the manager for
+    a user with Cryptographer.Access, not for the No Cryptography
+    Administrator, and an altered dump is refused."""
+    s = stack
+    # The host key's KEK lives in the key cache: a host in encryption mode.
+    assert s.cli.run("host", "encryption-mode", s.host_id, "enable").returncode == 0
+    cli_task(s.cli, "vm", "create", "dump-vm", "--host", s.host_id, "--disk", "1M",
+             "--policy", POLICY)
+    out = os.path.join(s.root, f"dump-{s.provider}")
+    r = s.cli.run("host", "dump", s.host_id, "--out", out)
+    assert r.returncode == 0, r.stderr
+    with open(out, "rb") as f:
+        dump = f.read()
+    assert dump.startswith(b"VCDUMP1\n")
+    # The state lists the VMs, by UUID: none of them is in the clear.
+    vms = s.admin.ok("GET", "vms")["vms"]
+    assert vms and not any(v["uuid"].encode() in dump for v in vms)
+    r = s.cli.run("host", "dump-decrypt", s.host_id, "--file", out)
+    assert r.returncode == 0, r.stderr
+    state = json.loads(r.stdout)
+    assert {v["uuid"] for v in vms if v["host"] == s.host_id} <= \
+        {v["uuid"] for v in state["vms"]}, state
+
+    bad = out + ".bad"
+    with open(bad, "wb") as f:
+        f.write(dump[:-20] + bytes(b ^ 1 for b in dump[-20:]))
+    os.chmod(bad, 0o600)
+    r = s.cli.run("host", "dump-decrypt", s.host_id, "--file", bad)
+    assert r.returncode == 1 and b"authenticate" in r.stderr, (r.returncode, r.stderr)
+
+    name = f"ncd-{s.kind}"
+    add_user(s.admin, name, role="NoCryptoAdmin", obj="root")
+    nc = Cli(os.path.join(s.root, f"cli-{name}"))
+    nc.login(s.mgr, name, PASSWORD)
+    r = nc.run("host", "dump-decrypt", s.host_id, "--file", out)
+    assert r.returncode == 4 and b"Cryptographer.Access" in r.stderr, (r.returncode, r.stderr)
