@@ -135,6 +135,8 @@ static int vm_rekey(struct mgr *m, const struct margs *a)
 	if ((r = mgr_path(m, path, sizeof path, "/vms/%s/rekey", a->arg[0])) < 0)
 		return r;
 	body = json_pack("{s:s*}", "policy", mgr_opt(a, O_POLICY));
+	if (body && mgr_has(a, O_DEEP))
+		json_object_set_new(body, "deep", json_true());
 	if (!body)
 		return mgr_bad_body(m);
 	r = mgr_call(m, "POST", path, body, &resp);
@@ -254,9 +256,10 @@ static const struct mgr_sub vm_subs[] = {
 	  "ID --host HOST-ID   (to another host of the same datastore)", NULL },
 	{ "decrypt", 1, 0, 0, 0, vm_decrypt, "ID   (every disk and the nvram back to plaintext)",
 	  NULL },
-	{ "rekey", 1, OPT(O_POLICY), 0, 0, vm_rekey,
-	  "ID [--policy NAME]   (shallow: a new KEK, from the policy's provider or the\n"
-	  "        VM's, rewraps every disk key and the VM key)", NULL },
+	{ "rekey", 1, OPT(O_POLICY) | OPT(O_DEEP), 0, 0, vm_rekey,
+	  "ID [--policy NAME | --deep]   (shallow: a new KEK, from the policy's provider\n"
+	  "        or the VM's, rewraps every disk key and the VM key; --deep: new data\n"
+	  "        keys, every sector re-encrypted, crash-safe and resumable)", NULL },
 	{ "add-disk", 1, OPT(O_DISK), OPT(O_DISK), 0, vm_add_disk,
 	  "ID --disk SIZE   (encrypted, with its own key, when the VM is)", NULL },
 };

@@ -504,6 +504,8 @@ static const struct {
 	{ EVHTTP_REQ_POST, "/api/v1/vms/register", false, vm_register_f, h_vm_register },
 	{ EVHTTP_REQ_DELETE, "/api/v1/vms/{uuid}", false, NULL, h_vm_delete },
 	{ EVHTTP_REQ_POST, "/api/v1/vms/{uuid}/clone", false, vm_clone_f, h_vm_clone },
+	{ EVHTTP_REQ_POST, "/api/v1/vms/{uuid}/disks/{n}/rekey-deep", false, NULL,
+	  h_vm_rekey_deep_disk },
 };
 
 static void serve(struct hreq *r)

@@ -93,6 +93,7 @@ void h_vm_unregister(struct hreq *r);
 void h_vm_register(struct hreq *r);
 void h_vm_delete(struct hreq *r);
 void h_vm_clone(struct hreq *r);
+void h_vm_rekey_deep_disk(struct hreq *r);
 extern const struct vc_field vm_create_f[], vm_encrypt_f[], vm_disk_f[], vm_register_f[],
 	vm_clone_f[];
 

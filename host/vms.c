@@ -1550,3 +1550,75 @@ void h_vm_clone(struct hreq *r)
 	       kek ? " with its own keys" : "");
 	reply_json(r, 201, vm_json(h, v));
 }
+
+/* ---- deep rekey of one disk (Recrypt, deep) ---- */
+/* A new DEK under the same KEK and every sector re-encrypted, crash-safe
+ * (the disk's journal): a rekey cut short, even by kill -9, is resumed by
+ * calling this again. */
+void h_vm_rekey_deep_disk(struct hreq *r)
+{
+	struct vm *v = path_vm(r);
+	struct vc_error err = { 0 };
+	char path[PATH_MAX];
+	struct vc_file f = { .name = path, .fd = -1 };
+	struct vc_disk_io io;
+	struct vc_disk_info in;
+	struct vc_disk *d = NULL;
+	const struct vc_secret *kek;
+	bool done = false, resumed = false;
+	unsigned long n;
+	uint64_t gen = 0;
+	char *end;
+	int ret;
+
+	if (!v)
+		return;
+	n = strtoul(r->param[1], &end, 10);
+	if (*end || n >= v->ndisks) {
+		reply_error(r, 404, "not_found", "VM %s has no disk %s", v->uuid, r->param[1]);
+		return;
+	}
+	if (!v->disks[n].encrypted) {
+		reply_error(r, 409, "conflict", "disk %lu of VM %s is not encrypted", n, v->uuid);
+		return;
+	}
+	vm_path(r->h, v, v->disks[n].file, path, sizeof path);
+	f.fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (f.fd < 0) {
+		reply_error(r, 500, "internal", "cannot open %s: %s", path, strerror(errno));
+		return;
+	}
+	/* Crash tests only (as vmcrypt disk rekey): SIGKILL at that write. */
+	if (getenv("VMCRYPT_TEST_CRASH_AT_WRITE"))
+		f.crash_at = atol(getenv("VMCRYPT_TEST_CRASH_AT_WRITE"));
+	kek = disk_kek(r->h, f.fd, path, &err);
+	ret = kek ? 0 : (err.code ? err.code : -ENOKEY);
+	vc_file_io(&f, &io);
+	/* Opening writable finishes an interrupted step from the journal. */
+	if (ret == 0)
+		ret = vc_disk_open(&io, kek, NULL, 0, &d, &err);
+	if (ret == 0) {
+		vc_disk_get_info(d, &in);
+		gen = in.slot[0].generation;
+		resumed = in.rekey_active;
+		if (!resumed)
+			ret = vc_disk_rekey_deep_start(d, NULL, NULL, NULL, &err);
+	}
+	while (ret == 0 && !done)
+		ret = vc_disk_rekey_deep_step(d, &done, &err);
+	if (ret == 0) {
+		vc_disk_get_info(d, &in);
+		gen = in.slot[0].generation;
+	}
+	vc_disk_close(d);
+	close(f.fd);
+	if (ret < 0) {
+		reply_error(r, ret == -ENOKEY ? 409 : 500, ret == -ENOKEY ? "key_missing" : "internal",
+			    "%s: %s", path, vc_error_msg(&err));
+		return;
+	}
+	vc_log(VC_LOG_INFO, "VM %s: disk %lu deep-rekeyed (new data key, generation %llu)%s",
+	       v->uuid, n, (unsigned long long)gen, resumed ? ", resumed" : "");
+	reply_json(r, 200, json_pack("{s:s,s:I,s:I,s:b}", "uuid", v->uuid, "disk", (json_int_t)n,
+				     "generation", (json_int_t)gen, "resumed", resumed));
+}

@@ -847,6 +847,57 @@ static void run_rekey(struct mgr *m, struct mgr_task *t)
 					    "old_key_id", old), NULL);
 }
 
+/* Deep: a new DEK for every disk under the same KEK, data re-encrypted. */
+static void run_rekey_deep(struct mgr *m, struct mgr_task *t)
+{
+	const char *vm_id = json_string_value(json_object_get(t->arg, "vm"));
+	struct vc_store_vm v;
+	struct vc_error err = { 0 };
+	struct host_ref h;
+	char uuid[VC_UUID_STR_LEN] = "", key_id[VC_KEYPROV_ID_MAX] = "";
+	char prov[VC_REQ_NAME_MAX + 1] = "", path[200];
+	json_t *vm = NULL, *d;
+	size_t i, n, done = 0;
+	int ret;
+
+	pthread_mutex_lock(&m->lock);
+	ret = vc_store_vm_get(m->st, vm_id, &v, &err);
+	if (ret == 0) {
+		snprintf(uuid, sizeof uuid, "%s", v.uuid);
+		snprintf(key_id, sizeof key_id, "%s", v.key_id ? v.key_id : "");
+		snprintf(prov, sizeof prov, "%s", v.provider ? v.provider : "");
+		ret = host_ref(m, v.host, &h, &err);
+		free(v.mem);
+	}
+	pthread_mutex_unlock(&m->lock);
+	snprintf(path, sizeof path, "/api/v1/vms/%s", uuid);
+	if (ret == 0)
+		ret = host_do(m, h.address, h.pin, "GET", path, NULL, &vm, &err);
+	n = json_array_size(json_object_get(vm, "disks"));
+	json_array_foreach(json_object_get(vm, "disks"), i, d) {
+		if (ret < 0)
+			break;
+		if (!json_is_true(json_object_get(d, "encrypted")))
+			continue;
+		task_progress(m, t, 5 + (int)(90 * i / (n ? n : 1)));
+		snprintf(path, sizeof path, "/api/v1/vms/%s/disks/%zu/rekey-deep", uuid, i);
+		ret = host_do(m, h.address, h.pin, "POST", path, NULL, NULL, &err);
+		done += ret == 0;
+	}
+	json_decref(vm);
+	pthread_mutex_lock(&m->lock);
+	ev_log(m, t->user, "vm.rekey", vm_id, prov[0] ? prov : NULL, key_id[0] ? key_id : NULL,
+	       ret == 0 ? EV_OK : EV_FAIL, "deep rekey of VM %s: new data keys for %zu disks "
+	       "under key %s%s%s", vm_id, done, key_id, ret ? ": " : "",
+	       ret ? vc_error_msg(&err) : "");
+	pthread_mutex_unlock(&m->lock);
+	if (ret < 0)
+		task_finish(m, t, NULL, vc_error_msg(&err));
+	else
+		task_finish(m, t, json_pack("{s:s,s:s,s:b,s:I}", "vm", vm_id, "key_id", key_id,
+					    "deep", 1, "disks", (json_int_t)done), NULL);
+}
+
 void api_vm_rekey(struct req *r)
 {
 	const char *policy = json_string_value(json_object_get(r->body, "policy"));
@@ -865,6 +916,20 @@ void api_vm_rekey(struct req *r)
 	if (!v.encrypted || !v.provider) {
 		free(v.mem);
 		reply_error(r, 409, "conflict", "VM %s is not encrypted", r->param[0]);
+		return;
+	}
+	if (json_is_true(json_object_get(r->body, "deep"))) {
+		free(v.mem);
+		if (policy) {
+			reply_error(r, 400, "bad_request", "a deep rekey keeps the VM's key: no policy");
+			return;
+		}
+		ret = task_queue(r->m, r->user, "vm.rekey", run_rekey_deep,
+				 json_pack("{s:s}", "vm", r->param[0]), NULL, id, &err);
+		if (ret < 0)
+			reply_errno(r, ret, &err);
+		else
+			reply_json(r, 202, json_pack("{s:s}", "task", id));
 		return;
 	}
 	/* The policy's provider, or the one the VM uses now. */

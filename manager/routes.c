@@ -67,7 +67,7 @@ static const struct vc_field vm_f[] = {
 	NAME("name", true), NAME("host", true), NAME("parent", true),
 	{ "disks", VC_F_OBJECTS, true, 0, 16, disk_f, NULL }, NAME("policy", false), END };
 static const struct vc_field vm_enc_f[] = { NAME("policy", true), END };
-static const struct vc_field vm_rekey_f[] = { NAME("policy", false), END };
+static const struct vc_field vm_rekey_f[] = { NAME("policy", false), BOOL("deep"), END };
 static const struct vc_field vm_move_f[] = { NAME("host", true), END };
 static const struct vc_field vm_clone_f[] = { NAME("name", true), NAME("parent", true),
 					      NAME("policy", false), END };

@@ -15,6 +15,8 @@ import json
 import os
 import random
 import re
+import signal
+import subprocess
 import time
 import uuid
 
@@ -631,3 +633,50 @@ def test_encrypted_host_dump(stack):
     nc.login(s.mgr, name, PASSWORD)
     r = nc.run("host", "dump-decrypt", s.host_id, "--file", out)
     assert r.returncode == 4 and b"Cryptographer.Access" in r.stderr, (r.returncode, r.stderr)
+
+
+def test_deep_rekey_survives_kill_9(stack):
+    """Deep rekey (new data keys, every sector re-encrypted): the agent is
+    killed with SIGKILL in the middle of it (at its Nth write), restarted,
+    and running the rekey again finishes it; every byte is intact."""
+    s = stack
+    size = 8 * MiB
+    t = cli_task(s.cli, "vm", "create", "deep-vm", "--host", s.host_id, "--disk", "8M")
+    vid, vuuid = t["result"]["vm"], t["result"]["uuid"]
+    rng = random.Random(99)
+    content = write_markers(os.path.join(s.datastore, vuuid, "disk0.raw"), size,
+                            [(off, rng.randbytes(64 * 1024)) for off in range(0, size, MiB)])
+    cli_task(s.cli, "vm", "encrypt", vid, "--policy", POLICY)
+    disk = os.path.join(s.datastore, vuuid, "disk0.vcd")
+
+    def info():
+        r = subprocess.run([s.cli.path, "disk", "info", disk, "--json"], capture_output=True)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+    gen = info()["key"]["generation"]
+
+    # The 5th write of the rekey kills the agent: a journal and data
+    # writes are under way.
+    s.agent.stop()
+    os.environ["VMCRYPT_TEST_CRASH_AT_WRITE"] = "5"
+    try:
+        s.agent.start()
+        # Its key comes back from the manager first (the cache is memory).
+        poll("the VM ready after the restart",
+             lambda: s.admin.ok("GET", f"vms/{vid}")["state"] == "ready", 15)
+        r = s.cli.run("vm", "rekey", vid, "--deep")
+    finally:
+        del os.environ["VMCRYPT_TEST_CRASH_AT_WRITE"]
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    s.agent.proc.wait(30)
+    assert s.agent.proc.returncode == -signal.SIGKILL, s.agent.proc.returncode
+    s.agent.kill()
+    assert info()["rekey"]["active"] is True, info()
+
+    s.agent.start()
+    poll("the VM ready again", lambda: s.admin.ok("GET", f"vms/{vid}")["state"] == "ready", 15)
+    t = cli_task(s.cli, "vm", "rekey", vid, "--deep")
+    assert t["result"]["deep"] is True
+    after = info()
+    assert after["rekey"]["active"] is False and after["key"]["generation"] > gen, after
+    assert export_disk(s, vuuid, 0).body == content

@@ -76,7 +76,8 @@ def vmcrypt_path():
 
 def daemon_env():
     env = {k: v for k, v in os.environ.items()
-           if k in ("PATH", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "TMPDIR")}
+           if k in ("PATH", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "TMPDIR",
+                    "VMCRYPT_TEST_CRASH_AT_WRITE")}
     env["LC_ALL"] = "C"
     return env
 
