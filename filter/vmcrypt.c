@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,7 @@ static bool plugin_rdonly;
  * copy), and turned writable when the first writable connection opens. */
 static pthread_mutex_t writable_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool disk_writable;
+static bool online_rekey;      /* rekey=deep */
 
 static void vmcrypt_unload(void)
 {
@@ -74,6 +76,14 @@ static int vmcrypt_config(nbdkit_next_config *next, nbdkit_backend *nxdata,
 		return parse_fd(key, value, &kek_fd);
 	if (strcmp(key, "new-kek-fd") == 0)
 		return parse_fd(key, value, &new_kek_fd);
+	if (strcmp(key, "rekey") == 0) {
+		if (strcmp(value, "deep") != 0) {
+			nbdkit_error("vmcrypt: rekey=deep is the only online rekey");
+			return -1;
+		}
+		online_rekey = true;
+		return 0;
+	}
 	if (strcmp(key, "kek") == 0 || strcmp(key, "key") == 0 || strcmp(key, "passphrase") == 0) {
 		nbdkit_error("vmcrypt: keys are never taken on the command line: use kek-fd=N or kek-file=PATH");
 		return -1;
@@ -131,6 +141,9 @@ static int vmcrypt_config_complete(nbdkit_next_config_complete *next,
 }
 
 #define vmcrypt_config_help \
+	"rekey=deep             Give the disk a new data key and re-encrypt it while\n" \
+	"                       serving (resumes an interrupted one); clients keep\n" \
+	"                       reading and writing meanwhile.\n" \
 	"kek-fd=<FD>            Read the 32-byte key-encryption key from FD.\n" \
 	"kek-file=<FILE>        Read it from FILE (mode 0600, owned by the user).\n" \
 	"new-kek-fd=<FD>|new-kek-file=<FILE>\n" \
@@ -242,6 +255,66 @@ static struct vc_disk_io shared_io = {
 	.punch = io_punch,
 };
 
+/* ---- online deep rekey --------------------------------------------------- */
+
+/* rekey=deep: a thread re-encrypts the disk one journal-sized step at a
+ * time while connections read and write (the disk's lock orders each step
+ * against their I/O). Every step is crash-safe: a process killed in the
+ * middle resumes from the journal when started again with rekey=deep. */
+static pthread_t rekey_thread;
+static bool rekey_running;
+static volatile bool rekey_stop;
+
+static void *rekey_main(void *arg)
+{
+	struct vc_error err = { 0 };
+	const char *crash = getenv("VMCRYPT_TEST_CRASH_AT_STEP");
+	long steps = 0, crash_at = crash ? atol(crash) : 0;
+	bool done = false;
+	int r = 0;
+
+	(void)arg;
+	if (!vc_disk_rekey_active(disk))
+		r = vc_disk_rekey_deep_start(disk, NULL, NULL, NULL, &err);
+	else
+		nbdkit_debug("vmcrypt: resuming an interrupted deep rekey");
+	while (r == 0 && !done && !rekey_stop) {
+		r = vc_disk_rekey_deep_step(disk, &done, &err);
+		/* Crash tests only: a kill -9 between two steps. */
+		if (++steps == crash_at)
+			raise(SIGKILL);
+	}
+	if (r < 0)
+		nbdkit_error("vmcrypt: online deep rekey: %s", vc_error_msg(&err));
+	else if (done)
+		nbdkit_debug("vmcrypt: online deep rekey done");
+	return NULL;
+}
+
+static int start_online_rekey(void)
+{
+	struct vc_error err = { 0 };
+
+	if (plugin_rdonly) {
+		nbdkit_error("vmcrypt: rekey=deep needs a writable container");
+		return -1;
+	}
+	pthread_mutex_lock(&writable_lock);
+	if (!disk_writable && vc_disk_set_writable(disk, &err) == 0)
+		disk_writable = true;
+	pthread_mutex_unlock(&writable_lock);
+	if (!disk_writable) {
+		nbdkit_error("vmcrypt: %s", vc_error_msg(&err));
+		return -1;
+	}
+	if (pthread_create(&rekey_thread, NULL, rekey_main, NULL) != 0) {
+		nbdkit_error("vmcrypt: cannot start the rekey thread");
+		return -1;
+	}
+	rekey_running = true;
+	return 0;
+}
+
 /* ---- start-up: open and check the disk before serving anyone ------------ */
 
 static int vmcrypt_after_fork(nbdkit_backend *backend)
@@ -293,12 +366,18 @@ static int vmcrypt_after_fork(nbdkit_backend *backend)
 	nbdkit_debug("vmcrypt: disk open, %" PRIu64 " bytes, %u-byte sectors%s",
 		     vc_disk_size(disk), vc_disk_sector_size(disk),
 		     plugin_rdonly ? ", read-only container" : "");
-	return 0;
+	return online_rekey ? start_online_rekey() : 0;
 }
 
 static void vmcrypt_cleanup(nbdkit_backend *backend)
 {
 	(void)backend;
+	if (rekey_running) {
+		/* Stop between two steps: the next start resumes. */
+		rekey_stop = true;
+		pthread_join(rekey_thread, NULL);
+		rekey_running = false;
+	}
 	vc_disk_close(disk);
 	disk = NULL;
 	if (shared_next) {
