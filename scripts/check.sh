@@ -72,6 +72,7 @@ if [ -x build-asan/manager/vmcryptd ] && [ -x build-asan/cli/vmcrypt ]; then
 		tests/integration/test_cli_manager_offline.py \
 		tests/integration/test_hostd.py \
 		tests/integration/test_vmfile.py \
+		tests/integration/test_vm_lifecycle.py \
 		--junitxml=build-asan/pytest.xml || status=1
 	logs+=(build-asan/pytest.xml)
 else
