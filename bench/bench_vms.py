@@ -56,7 +56,7 @@ PROVIDER = "nat"
 POLICY = "enc"
 BACKUP_PASSWORD = "bench-vms-backup-pw-Rk2!not-a-real-one"
 RECONCILE_S = 1.0           # docs/API.md: locked VMs are reconciled once a second
-REPLY_MAX = 1 << 20         # manager/hostclient.c: largest agent reply it reads
+REPLY_MAX = 64 << 20        # manager/hostclient.c: largest agent reply it reads
 TASK_POLL = 0.01
 UNLOCK_POLL = 0.02
 UNLOCK_TIMEOUT = 60.0
@@ -481,11 +481,10 @@ def main():
     entries = u.locked_entry + big.locked_entry
     if entries:
         per = statistics.mean(entries)
-        print(f"    a locked VM takes ~{per:.0f} bytes of the agent's GET /api/v1/vms "
-              f"(largest listing seen {big.biggest} bytes); the manager reads at most "
-              f"{REPLY_MAX} bytes of an agent's reply (REPLY_MAX, manager/hostclient.c, "
-              f"when this was written), so from ~{int(REPLY_MAX / per)} locked VMs on one "
-              f"host the listing is cut and the reconciliation unlocks none of them")
+        print(f"    a locked VM takes ~{per:.0f} bytes of the agent's locked-VM listing "
+              f"(largest seen {big.biggest} bytes); the manager reads up to {REPLY_MAX} "
+              f"bytes of a reply (REPLY_MAX in manager/hostclient.c): ~{int(REPLY_MAX / per)} "
+              f"locked VMs per host")
     if warn:
         print(f"note: {len(warn)} error/warning lines from the daemons, first: {warn[0]}")
 
