@@ -36,42 +36,49 @@ int hash_password(struct req *r, const char *field, char **hash)
 }
 
 /* ---- sessions ---- */
-void api_login(struct req *r)
+/* A login: checked on a worker (scrypt takes ~0.1 s; the request loop
+ * keeps serving others meanwhile). */
+struct login_job {
+	struct vc_secret *pw;
+	char *hash;            /* the stored hash, or the decoy for unknown users */
+	bool known, must_change, rehash;
+	char *new_hash;        /* a stronger hash of the same password, to store */
+	int ret;
+	struct vc_error err;
+};
+
+static void login_work(struct req *r, void *arg)
 {
+	struct login_job *j = arg;
+
+	(void)r;
+	/* An unknown or disabled user costs the same verification as a wrong
+	 * password: timing does not tell which user names exist. */
+	j->ret = vc_passwd_verify(j->pw, j->hash, &j->rehash, &j->err);
+	if (!j->known && j->ret == 0)
+		j->ret = -EACCES;
+	if (j->ret == 0 && j->rehash && vc_passwd_hash(j->pw, NULL, &j->new_hash, &j->err) < 0)
+		j->new_hash = NULL;
+}
+
+static void login_done(struct req *r, void *arg)
+{
+	struct login_job *j = arg;
 	const char *user = json_string_value(json_object_get(r->body, "user"));
-	struct vc_store_user u = { 0 };
 	struct vc_store_session s = { .user = user };
-	struct vc_secret *pw = NULL;
 	struct vc_error err = { 0 };
 	char token[VC_TOKEN_BUFSIZE];
-	bool rehash = false;
-	int ret;
+	int ret = j->ret;
 
-	ret = body_secret(r, "password", &pw, &err);
-	if (ret < 0) {
-		reply_errno(r, ret, &err);
-		return;
-	}
-	ret = vc_store_user_get(r->m->st, user, &u, &err);
-	if (ret == 0 && !u.disabled)
-		ret = vc_passwd_verify(pw, u.password_hash, &rehash, &err);
-	else if (ret == 0 || ret == -ENOENT)
-		ret = -EACCES;
-	if (ret == 0 && rehash) {
-		char *h = NULL;
-
-		if (vc_passwd_hash(pw, NULL, &h, &err) == 0)
-			ret = vc_store_user_set_password(r->m->st, user, h, &err);
-		free(h);
-	}
-	vc_secret_free(pw);
+	if (ret == 0 && j->new_hash &&
+	    vc_store_user_set_password(r->m->st, user, j->new_hash, &err) < 0)
+		err = (struct vc_error){ 0 };   /* the old hash still works */
 	if (ret == -EACCES || ret == -EINVAL) {
-		free(u.mem);
 		ev_log(r->m, user, "session.login", NULL, NULL, NULL, EV_FAIL,
 		       "login refused: wrong user name or password");
 		/* The same answer for an unknown user and a wrong password. */
 		reply_error(r, 401, "unauthorized", "wrong user name or password");
-		return;
+		goto out;
 	}
 	if (ret == 0)
 		ret = vc_token_new(token, &err);
@@ -85,17 +92,49 @@ void api_login(struct req *r)
 	if (ret == 0)
 		ret = vc_store_session_add(r->m->st, &s, &err);
 	if (ret < 0) {
-		free(u.mem);
-		reply_errno(r, ret, &err);
-		return;
+		reply_errno(r, ret, ret == j->ret ? &j->err : &err);
+		goto out;
 	}
 	ev_log(r->m, user, "session.login", NULL, NULL, NULL, EV_OK, "logged in%s",
-	       u.must_change ? " with a one-time password" : "");
+	       j->must_change ? " with a one-time password" : "");
 	reply_json(r, 201, json_pack("{s:s,s:s,s:I,s:b}", "token", token, "user", user,
 				     "expires", (json_int_t)s.expires,
-				     "password_change_required", u.must_change));
+				     "password_change_required", j->must_change));
 	vc_wipe(token, sizeof token);
-	free(u.mem);
+out:
+	vc_secret_free(j->pw);
+	free(j->hash);
+	free(j->new_hash);
+	free(j);
+}
+
+void api_login(struct req *r)
+{
+	const char *user = json_string_value(json_object_get(r->body, "user"));
+	struct login_job *j = calloc(1, sizeof *j);
+	struct vc_store_user u = { 0 };
+	struct vc_error err = { 0 };
+	int ret = j ? body_secret(r, "password", &j->pw, &err)
+		    : vc_error_set(&err, -ENOMEM, "out of memory");
+
+	if (ret == 0) {
+		ret = vc_store_user_get(r->m->st, user, &u, &err);
+		j->known = ret == 0 && !u.disabled;
+		j->must_change = ret == 0 && u.must_change;
+		j->hash = strdup(j->known ? u.password_hash : r->m->decoy_hash);
+		free(u.mem);
+		ret = (ret == 0 || ret == -ENOENT) ? (j->hash ? 0 : -ENOMEM) : ret;
+	}
+	if (ret == 0 && defer_call(r, login_work, login_done, j) < 0)
+		ret = vc_error_set(&err, -ENOMEM, "cannot start the login");
+	if (ret < 0) {
+		if (j) {
+			vc_secret_free(j->pw);
+			free(j->hash);
+			free(j);
+		}
+		reply_errno(r, ret, &err);
+	}
 }
 
 void api_session_get(struct req *r)

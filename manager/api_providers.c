@@ -462,32 +462,70 @@ static void key_reply(struct req *r, struct mgr_provider *p, int status, const c
 					p->name, "check_value", kcv));
 }
 
-void api_key_create(struct req *r)
+/* Key calls wait on the provider (a KMIP server): on a worker. */
+struct key_job {
+	struct mgr_provider *p;      /* a reference */
+	bool create;
+	char id[VC_KEYPROV_ID_MAX];
+	char label[VC_REQ_NAME_MAX + 1];
+	struct vc_secret *kek;
+	int ret;
+	struct vc_error err;
+};
+
+static void key_work(struct req *r, void *arg)
+{
+	struct key_job *j = arg;
+
+	(void)r;
+	if (!j->p->kp)
+		j->ret = vc_error_set(&j->err, -EIO, "key provider '%s' is not open", j->p->name);
+	else if (j->create)
+		j->ret = vc_keyprov_create_key(j->p->kp, j->label, j->id, &j->kek, &j->err);
+	else
+		j->ret = vc_keyprov_get_key(j->p->kp, j->id, &j->kek, &j->err);
+}
+
+static void key_done(struct req *r, void *arg)
+{
+	struct key_job *j = arg;
+
+	key_reply(r, j->p, j->create ? 201 : 200, j->create ? "key.create" : "key.get",
+		  j->id[0] ? j->id : NULL, j->kek, j->ret, &j->err);
+	prov_put(r->m, j->p);
+	free(j);
+}
+
+static void key_start(struct req *r, bool create, const char *id, const char *label)
 {
 	struct mgr_provider *p = path_provider(r, NULL);
-	const char *label = json_string_value(json_object_get(r->body, "label"));
-	struct vc_secret *kek = NULL;
-	struct vc_error err = { 0 };
-	char id[VC_KEYPROV_ID_MAX] = "";
-	int ret;
+	struct key_job *j;
 
 	if (!p)
 		return;
-	ret = p->kp ? vc_keyprov_create_key(p->kp, label ? label : "vmcrypt-kek", id, &kek, &err)
-		    : vc_error_set(&err, -EIO, "key provider '%s' is not open", p->name);
-	key_reply(r, p, 201, "key.create", id[0] ? id : NULL, kek, ret, &err);
+	j = calloc(1, sizeof *j);
+	if (!j) {
+		reply_error(r, 500, "internal", "out of memory");
+		return;
+	}
+	j->p = p;
+	p->refs++;
+	j->create = create;
+	snprintf(j->id, sizeof j->id, "%s", id ? id : "");
+	snprintf(j->label, sizeof j->label, "%s", label ? label : "vmcrypt-kek");
+	if (defer_call(r, key_work, key_done, j) < 0) {
+		prov_put(r->m, p);
+		free(j);
+		reply_error(r, 500, "internal", "cannot start the call to the key provider");
+	}
+}
+
+void api_key_create(struct req *r)
+{
+	key_start(r, true, NULL, json_string_value(json_object_get(r->body, "label")));
 }
 
 void api_key_get(struct req *r)
 {
-	struct mgr_provider *p = path_provider(r, NULL);
-	struct vc_secret *kek = NULL;
-	struct vc_error err = { 0 };
-	int ret;
-
-	if (!p)
-		return;
-	ret = p->kp ? vc_keyprov_get_key(p->kp, r->param[1], &kek, &err)
-		    : vc_error_set(&err, -EIO, "key provider '%s' is not open", p->name);
-	key_reply(r, p, 200, "key.get", r->param[1], kek, ret, &err);
+	key_start(r, false, r->param[1], NULL);
 }

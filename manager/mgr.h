@@ -90,6 +90,10 @@ struct mgr {
 		struct key_issue *next;
 	} *key_issues;
 
+	/* A hash of a random password, verified for unknown users so that a
+	 * login takes as long whether the user exists or not. */
+	char *decoy_hash;
+
 	/* The manager's certificate and key (its client identity towards
 	 * host agents too). */
 	char cert_path[4096], key_path[4096];

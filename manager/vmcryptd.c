@@ -23,7 +23,9 @@
 #include "vc_tlscert.h"
 #include "vc_json.h"
 #include "vc_log.h"
+#include "vc_passwd.h"
 #include "vc_secmem.h"
+#include "vc_crypto.h"
 
 #ifndef VMCRYPT_VERSION
 #define VMCRYPT_VERSION "unknown"
@@ -387,6 +389,14 @@ static int run(struct mgr *m, struct vc_error *err)
 		ret = vc_store_open_sqlite(db, &m->st, err);
 	if (ret == 0)
 		ret = mgr_first_start(m, err);
+	if (ret == 0) {
+		struct vc_secret *decoy = NULL;
+
+		ret = vc_random_secret(24, &decoy, err);
+		if (ret == 0)
+			ret = vc_passwd_hash(decoy, NULL, &m->decoy_hash, err);
+		vc_secret_free(decoy);
+	}
 	if (ret == 0)
 		ret = tasks_recover(m, err);
 	if (ret == 0)
@@ -433,6 +443,7 @@ static int run(struct mgr *m, struct vc_error *err)
 		event_base_free(m->base);
 	SSL_CTX_free(ctx);
 	vc_store_close(m->st);
+	free(m->decoy_hash);
 	if (lockfd >= 0)
 		close(lockfd);
 	return ret;
