@@ -3,6 +3,7 @@
 #include "vc_priv.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 _Static_assert(VC_PRIV_COUNT <= 64, "struct vc_privset holds 64 privileges");
@@ -370,6 +371,86 @@ int vc_priv_effective(const struct vc_authz *az, const struct vc_principal *who,
 		return r;
 	*out = rs.privs;
 	return 0;
+}
+
+/* FNV-1a, for the id -> index table of vc_priv_effective_all. */
+static size_t id_hash(const char *s)
+{
+	size_t h = 1469598103934665603ULL & SIZE_MAX;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * (1099511628211ULL & SIZE_MAX);
+	return h;
+}
+
+int vc_priv_effective_all(const struct vc_authz *az, const struct vc_principal *who,
+			  struct vc_privset *out, struct vc_error *err)
+{
+	size_t n = az->nnodes, cap = 16, *slot = NULL;
+	struct vc_privset *inh = NULL;
+	int r = 0;
+
+	while (cap < 2 * n)
+		cap *= 2;
+	slot = malloc(cap * sizeof *slot);
+	inh = malloc((n ? n : 1) * sizeof *inh);
+	if (!slot || !inh) {
+		r = vc_error_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < cap; i++)
+		slot[i] = SIZE_MAX;
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		const struct vc_inv_node *nd = &az->nodes[i];
+		struct resolve rs = { .az = az, .who = who, .privs = vc_privset_none() };
+		size_t h, parent = SIZE_MAX;
+
+		if (!nd->id) {
+			r = vc_error_set(err, -EINVAL, "inventory object id is missing");
+			break;
+		}
+		/* Its parent must already be in the table: parents first. */
+		if (nd->parent) {
+			for (h = id_hash(nd->parent) & (cap - 1); slot[h] != SIZE_MAX;
+			     h = (h + 1) & (cap - 1))
+				if (strcmp(az->nodes[slot[h]].id, nd->parent) == 0) {
+					parent = slot[h];
+					break;
+				}
+			if (parent == SIZE_MAX) {
+				r = vc_error_set(err, -EINVAL, "the parent of '%s' does not come before "
+						 "it (or is unknown)", nd->id);
+				break;
+			}
+		} else if (i != 0) {
+			r = vc_error_set(err, -EINVAL, "'%s' is a second root", nd->id);
+			break;
+		}
+		for (h = id_hash(nd->id) & (cap - 1); slot[h] != SIZE_MAX; h = (h + 1) & (cap - 1))
+			if (strcmp(az->nodes[slot[h]].id, nd->id) == 0) {
+				r = vc_error_set(err, -EINVAL, "duplicate inventory object '%s'", nd->id);
+				break;
+			}
+		if (r < 0)
+			break;
+		slot[h] = i;
+		/* Here, every permission on the object counts (depth 0); for the
+		 * objects below, only propagating ones (depth 1). The nearest
+		 * deciding level wins, else what the parent passes down. */
+		if (resolve_level(nd, 0, &rs))
+			out[i] = rs.privs;
+		else
+			out[i] = parent == SIZE_MAX ? vc_privset_none() : inh[parent];
+		rs.privs = vc_privset_none();
+		if (resolve_level(nd, 1, &rs))
+			inh[i] = rs.privs;
+		else
+			inh[i] = parent == SIZE_MAX ? vc_privset_none() : inh[parent];
+	}
+out:
+	free(slot);
+	free(inh);
+	return r;
 }
 
 int vc_priv_check(const struct vc_authz *az, const struct vc_principal *who,

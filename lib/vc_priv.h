@@ -188,6 +188,14 @@ VC_MUST_CHECK int vc_priv_effective(const struct vc_authz *az,
 				    const char *object, struct vc_privset *out,
 				    struct vc_error *err);
 
+/* Effective privileges of who on every node at once, into out[nnodes], in
+ * O(nodes * permissions): the same answers as vc_priv_effective for each
+ * node. The nodes must come parents first (the root first); -EINVAL with
+ * a message otherwise, and for duplicate ids. */
+VC_MUST_CHECK int vc_priv_effective_all(const struct vc_authz *az,
+					const struct vc_principal *who,
+					struct vc_privset *out, struct vc_error *err);
+
 /* 0 if who holds need on object. -EACCES with "permission denied: user
  * 'bob' lacks privilege Cryptographer.Encrypt on object 'vm-42'"
  * otherwise; -EINVAL as for vc_priv_effective(). */

@@ -67,16 +67,27 @@ void api_inventory_list(struct req *r)
 		reply_errno(r, ret, &err);
 		return;
 	}
-	/* From the cache, which is in parent-first order. */
+	/* From the cache, which is in parent-first order: every object's
+	 * privileges in one pass. */
 	a = &r->m->authz;
-	for (size_t i = 0; i < a->nnodes; i++) {
-		struct vc_privset ps;
+	{
+		struct vc_privset *ps = malloc((a->nnodes ? a->nnodes : 1) * sizeof *ps);
 
-		if (!privs_on(r, a->nodes[i].id, &ps) || !vc_privset_has(&ps, VC_PRIV_SYSTEM_VIEW))
-			continue;
-		json_array_append_new(arr, json_pack("{s:s,s:o,s:s,s:s}", "id", a->nodes[i].id,
-						     "parent", jstr_or_null(a->nodes[i].parent),
-						     "kind", a->kinds[i], "name", a->names[i]));
+		ret = ps ? privs_all(r, ps, &err) : vc_error_set(&err, -ENOMEM, "out of memory");
+		for (size_t i = 0; ret == 0 && i < a->nnodes; i++) {
+			if (!vc_privset_has(&ps[i], VC_PRIV_SYSTEM_VIEW))
+				continue;
+			json_array_append_new(arr, json_pack("{s:s,s:o,s:s,s:s}", "id",
+							     a->nodes[i].id, "parent",
+							     jstr_or_null(a->nodes[i].parent), "kind",
+							     a->kinds[i], "name", a->names[i]));
+		}
+		free(ps);
+		if (ret < 0) {
+			json_decref(arr);
+			reply_errno(r, ret, &err);
+			return;
+		}
 	}
 	reply_json(r, 200, json_pack("{s:o}", "objects", arr));
 }

@@ -242,6 +242,21 @@ bool privs_on(struct req *r, const char *object, struct vc_privset *out)
 	return vc_priv_effective(&az, &who, object, out, &err) == 0;
 }
 
+int privs_all(struct req *r, struct vc_privset *out, struct vc_error *err)
+{
+	const char *groups[8];
+	struct vc_principal who;
+	struct vc_authz az;
+	int ret = authz_load(r->m, err);
+
+	if (ret < 0)
+		return ret;
+	az = (struct vc_authz){ r->m->authz.nodes, r->m->authz.nnodes, r->m->authz.perms,
+				r->m->authz.nperms };
+	principal_of(r, &who, groups);
+	return vc_priv_effective_all(&az, &who, out, err);
+}
+
 int need_priv(struct req *r, enum vc_priv priv, const char *object)
 {
 	const char *groups[8];

@@ -177,6 +177,9 @@ void reply_raw(struct req *r, int status, const char *ctype, const char *data, s
 /* 0 if the caller holds priv on object; otherwise replies 403 (logging an
  * access.denied event) or 404 for an unknown object, and returns < 0. */
 int need_priv(struct req *r, enum vc_priv priv, const char *object);
+/* The caller's privileges on every object of the cached inventory (in its
+ * order, m->authz.nodes), in one pass. */
+int privs_all(struct req *r, struct vc_privset *out, struct vc_error *err);
 /* The caller's effective privileges on object (false if unknown). */
 bool privs_on(struct req *r, const char *object, struct vc_privset *out);
 void authz_invalidate(struct mgr *m);

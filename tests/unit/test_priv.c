@@ -469,6 +469,73 @@ static void test_cycle(void **state)
 	assert_true(vc_privset_equal(&s, &ro));
 }
 
+/* vc_priv_effective_all agrees with vc_priv_effective on every node of
+ * random trees with random permissions (users, groups, propagating or
+ * not), and refuses trees not in parent-first order. */
+static uint32_t rnd_state = 12345;
+
+static uint32_t rnd(uint32_t n)
+{
+	rnd_state = rnd_state * 1103515245u + 12345u;
+	return (rnd_state >> 8) % n;
+}
+
+static void test_effective_all_matches(void **state)
+{
+	static char ids[64][16];
+	const char *const users[] = { "alice", "bob", "g1", "g2" };
+	const char *const groups[] = { "g1", "g2" };
+
+	(void)state;
+	for (int round = 0; round < 200; round++) {
+		struct vc_inv_node nodes[64];
+		struct vc_perm perms[24];
+		struct vc_privset all[64];
+		size_t nn = 1 + rnd(63), np = rnd(24);
+		struct vc_authz az = { nodes, nn, perms, np };
+		struct vc_principal who = { .user = "alice", .groups = groups, .ngroups = rnd(3) };
+		struct vc_error err = { 0 };
+
+		for (size_t i = 0; i < nn; i++) {
+			snprintf(ids[i], sizeof ids[i], "n%zu", i);
+			nodes[i].id = ids[i];
+			nodes[i].parent = i ? ids[rnd((uint32_t)i)] : NULL;
+		}
+		for (size_t i = 0; i < np; i++) {
+			struct vc_privset ps = vc_privset_none();
+
+			for (int k = 0; k < 4; k++)
+				vc_privset_add(&ps, (enum vc_priv)rnd(VC_PRIV_COUNT));
+			perms[i] = (struct vc_perm){ .principal = users[rnd(4)], .is_group = rnd(2),
+						     .privs = ps, .object = ids[rnd((uint32_t)nn)],
+						     .propagate = rnd(3) != 0 };
+		}
+		assert_int_equal(vc_priv_effective_all(&az, &who, all, &err), 0);
+		for (size_t i = 0; i < nn; i++) {
+			struct vc_privset one;
+
+			assert_int_equal(vc_priv_effective(&az, &who, ids[i], &one, &err), 0);
+			if (!vc_privset_equal(&one, &all[i]))
+				fail_msg("round %d node %zu differs", round, i);
+		}
+	}
+	{
+		/* A child before its parent, a second root, a duplicate. */
+		struct vc_inv_node bad1[] = { { "root", NULL }, { "b", "a" }, { "a", "root" } };
+		struct vc_inv_node bad2[] = { { "root", NULL }, { "x", NULL } };
+		struct vc_inv_node bad3[] = { { "root", NULL }, { "a", "root" }, { "a", "root" } };
+		struct vc_authz a1 = { bad1, 3, NULL, 0 }, a2 = { bad2, 2, NULL, 0 },
+				a3 = { bad3, 3, NULL, 0 };
+		struct vc_principal who = { .user = "alice" };
+		struct vc_privset out[3];
+		struct vc_error err = { 0 };
+
+		assert_int_equal(vc_priv_effective_all(&a1, &who, out, &err), -EINVAL);
+		assert_int_equal(vc_priv_effective_all(&a2, &who, out, &err), -EINVAL);
+		assert_int_equal(vc_priv_effective_all(&a3, &who, out, &err), -EINVAL);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -484,6 +551,7 @@ int main(void)
 		cmocka_unit_test(test_check_message),
 		cmocka_unit_test(test_unknown_object),
 		cmocka_unit_test(test_cycle),
+		cmocka_unit_test(test_effective_all_matches),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
