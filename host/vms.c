@@ -438,6 +438,25 @@ out:
 	return ret;
 }
 
+/* Remove a VM's folder and every file in it (no subfolders there). */
+static void remove_vm_files(struct hostd *h, const struct vm *v)
+{
+	char dir[PATH_MAX], path[PATH_MAX];
+	DIR *d;
+	struct dirent *e;
+
+	vm_dir(h, v, dir, sizeof dir);
+	d = opendir(dir);
+	while (d && (e = readdir(d)))
+		if (e->d_name[0] != '.') {
+			vm_path(h, v, e->d_name, path, sizeof path);
+			unlink(path);
+		}
+	if (d)
+		closedir(d);
+	rmdir(dir);
+}
+
 /* ---- handlers ---- */
 static struct vm *path_vm(struct hreq *r)
 {
@@ -648,17 +667,7 @@ void h_vm_create(struct hreq *r)
 		ret = vm_save(h, v, &err);
 	if (ret < 0) {
 		/* Nothing of a half-made VM stays behind. */
-		DIR *dd = opendir(dir);
-		struct dirent *e;
-
-		while (dd && (e = readdir(dd)))
-			if (e->d_name[0] != '.') {
-				vm_path(h, v, e->d_name, path, sizeof path);
-				unlink(path);
-			}
-		if (dd)
-			closedir(dd);
-		rmdir(dir);
+		remove_vm_files(h, v);
 		free(v);
 		reply_error(r, ret == -EINVAL ? 400 : 500, ret == -EINVAL ? "bad_request" : "internal",
 			    "%s", vc_error_msg(&err));
@@ -1292,9 +1301,7 @@ void h_vm_register(struct hreq *r)
 void h_vm_delete(struct hreq *r)
 {
 	struct vm *v = vm_find(r->h, r->param[0]);
-	char dir[PATH_MAX], path[PATH_MAX];
-	DIR *d;
-	struct dirent *e;
+	char path[PATH_MAX];
 
 	if (!v) {
 		reply_error(r, 404, "not_found", "no VM %s on this host", r->param[0]);
@@ -1306,16 +1313,7 @@ void h_vm_delete(struct hreq *r)
 		reply_error(r, 500, "internal", "cannot remove %s: %s", path, strerror(errno));
 		return;
 	}
-	vm_dir(r->h, v, dir, sizeof dir);
-	d = opendir(dir);
-	while (d && (e = readdir(d)))
-		if (e->d_name[0] != '.') {
-			vm_path(r->h, v, e->d_name, path, sizeof path);
-			unlink(path);
-		}
-	if (d)
-		closedir(d);
-	rmdir(dir);
+	remove_vm_files(r->h, v);
 	vc_log(VC_LOG_INFO, "VM %s deleted", v->uuid);
 	vm_unlink(r->h, v);
 	evhttp_send_reply(r->er, 204, NULL, NULL);
@@ -1528,17 +1526,7 @@ void h_vm_clone(struct hreq *r)
 	if (ret == 0)
 		ret = vm_save(h, v, &err);
 	if (ret < 0) {
-		DIR *dd = opendir(dir);
-		struct dirent *e;
-
-		while (dd && (e = readdir(dd)))
-			if (e->d_name[0] != '.') {
-				vm_path(h, v, e->d_name, path, sizeof path);
-				unlink(path);
-			}
-		if (dd)
-			closedir(dd);
-		rmdir(dir);
+		remove_vm_files(h, v);
 		free(v);
 		reply_error(r, ret == -ENOKEY ? 409 : 500, ret == -ENOKEY ? "key_missing" : "internal",
 			    "%s", vc_error_msg(&err));
