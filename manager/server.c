@@ -36,6 +36,10 @@ static void send_buf(struct req *r, int status, const char *ctype, struct evbuff
 {
 	struct evkeyvalq *h;
 
+	/* One reply per call: a second (an error path after a reply) is
+	 * dropped. */
+	if (r->replied)
+		return;
 	if (!r->er) {
 		/* A deferred call whose client left. */
 		r->replied = true;
@@ -77,6 +81,8 @@ void reply_json(struct req *r, int status, json_t *j)
 
 void reply_empty(struct req *r, int status)
 {
+	if (r->replied)
+		return;
 	if (r->er)
 		evhttp_send_reply(r->er, status, NULL, NULL);
 	r->replied = true;
@@ -388,6 +394,11 @@ static void req_free(struct req *r)
 }
 
 /* ---- calls that wait for a host: run off the request loop ---- */
+/* Calls on worker threads at once (under m->lock): each is a thread, so
+ * a flood of logins must not become a flood of threads. */
+#define DEFER_MAX 64
+static int deferred_now;
+
 struct defer {
 	struct req *r;
 	struct event *ev;
@@ -425,6 +436,7 @@ static void on_work_done(evutil_socket_t fd, short what, void *arg)
 		d->r->er = NULL;
 		d->done(d->r, d->arg);
 	}
+	deferred_now--;
 	pthread_mutex_unlock(&m->lock);
 	event_free(d->ev);
 	req_free(d->r);
@@ -443,11 +455,17 @@ static void *work_thread(void *arg)
 int defer_call(struct req *r, void (*work)(struct req *r, void *arg),
 	       void (*done)(struct req *r, void *arg), void *arg)
 {
-	struct defer *d = calloc(1, sizeof *d);
+	struct defer *d;
 	pthread_attr_t attr;
 	pthread_t t;
 	int ret;
 
+	if (deferred_now >= DEFER_MAX) {
+		reply_error(r, 503, "busy", "the manager is busy with %d calls waiting on hosts, "
+			    "key servers or password checks: try again", DEFER_MAX);
+		return -EBUSY;
+	}
+	d = calloc(1, sizeof *d);
 	if (!d)
 		return -ENOMEM;
 	d->r = r;
@@ -474,6 +492,7 @@ int defer_call(struct req *r, void (*work)(struct req *r, void *arg),
 		return -ret;
 	}
 	r->deferred = true;
+	deferred_now++;
 	return 0;
 }
 
