@@ -134,6 +134,31 @@ static int host_ref(struct mgr *m, const char *id, struct host_ref *h, struct vc
 	return 0;
 }
 
+/* What a task needs of a VM, copied under m->lock (the caller holds it):
+ * the store's record may change once the lock is released. */
+struct vm_ref {
+	char uuid[VC_UUID_STR_LEN];
+	char key_id[VC_KEYPROV_ID_MAX];       /* "" for a plaintext VM */
+	char provider[VC_REQ_NAME_MAX + 1];
+	struct host_ref host;
+};
+
+static int vm_ref_get(struct mgr *m, const char *id, struct vm_ref *out, struct vc_error *err)
+{
+	struct vc_store_vm v;
+	int ret = vc_store_vm_get(m->st, id, &v, err);
+
+	memset(out, 0, sizeof *out);
+	if (ret < 0)
+		return ret;
+	snprintf(out->uuid, sizeof out->uuid, "%s", v.uuid);
+	snprintf(out->key_id, sizeof out->key_id, "%s", v.key_id ? v.key_id : "");
+	snprintf(out->provider, sizeof out->provider, "%s", v.provider ? v.provider : "");
+	ret = host_ref(m, v.host, &out->host, err);
+	free(v.mem);
+	return ret;
+}
+
 /* Host encryption mode on, as vSphere does when a user allowed to
  * (Cryptographer.RegisterHost, checked at the request) first puts an
  * encrypted VM there. */
@@ -323,50 +348,43 @@ static void run_encrypt(struct mgr *m, struct mgr_task *t)
 {
 	json_t *a = t->arg, *vm = NULL, *disks;
 	const char *vm_id = json_string_value(json_object_get(a, "vm"));
-	struct vc_store_vm v;
 	struct vc_error err = { 0 };
-	struct host_ref h;
-	char key_id[VC_KEYPROV_ID_MAX] = "", uuid[VC_UUID_STR_LEN] = "", path[200], name[140];
+	struct vm_ref vr;
+	char key_id[VC_KEYPROV_ID_MAX], path[200], name[140];
 	size_t n = 0;
 	int ret;
 
 	pthread_mutex_lock(&m->lock);
-	ret = vc_store_vm_get(m->st, vm_id, &v, &err);
-	if (ret == 0) {
-		snprintf(uuid, sizeof uuid, "%s", v.uuid);
-		ret = host_ref(m, v.host, &h, &err);
-		/* A task cut short resumes with the key it had made. */
-		if (v.key_id)
-			snprintf(key_id, sizeof key_id, "%s", v.key_id);
-		free(v.mem);
-	}
+	ret = vm_ref_get(m, vm_id, &vr, &err);
+	/* A task cut short resumes with the key it had made. */
+	memcpy(key_id, vr.key_id, sizeof key_id);
 	snprintf(name, sizeof name, "%s", json_string_value(json_object_get(a, "name")));
 	pthread_mutex_unlock(&m->lock);
 	if (ret == 0)
-		ret = ensure_mode(m, t, &h, &err);
+		ret = ensure_mode(m, t, &vr.host, &err);
 	if (ret == 0 && !key_id[0]) {
-		ret = new_kek(m, t, &h, name, key_id, &err);
+		ret = new_kek(m, t, &vr.host, name, key_id, &err);
 		pthread_mutex_lock(&m->lock);
 		if (ret == 0)
 			ret = vc_store_vm_set_key(m->st, vm_id, false, t->prov->name, key_id, &err);
 		pthread_mutex_unlock(&m->lock);
 	}
-	snprintf(path, sizeof path, "/api/v1/vms/%s", uuid);
+	snprintf(path, sizeof path, "/api/v1/vms/%s", vr.uuid);
 	if (ret == 0)
-		ret = host_do(m, h.address, h.pin, "GET", path, NULL, &vm, &err);
+		ret = host_do(m, vr.host.address, vr.host.pin, "GET", path, NULL, &vm, &err);
 	disks = json_object_get(vm, "disks");
 	n = json_array_size(disks);
 	for (size_t i = 0; ret == 0 && i < n; i++) {
 		task_progress(m, t, 10 + (int)(80 * i / (n ? n : 1)));
-		snprintf(path, sizeof path, "/api/v1/vms/%s/disks/%zu/encrypt", uuid, i);
-		ret = host_do(m, h.address, h.pin, "POST", path,
+		snprintf(path, sizeof path, "/api/v1/vms/%s/disks/%zu/encrypt", vr.uuid, i);
+		ret = host_do(m, vr.host.address, vr.host.pin, "POST", path,
 			      json_pack("{s:s,s:s}", "provider", t->prov->name, "key_id", key_id),
 			      NULL, &err);
 	}
 	if (ret == 0) {
 		task_progress(m, t, 95);
-		snprintf(path, sizeof path, "/api/v1/vms/%s/encrypt", uuid);
-		ret = host_do(m, h.address, h.pin, "POST", path,
+		snprintf(path, sizeof path, "/api/v1/vms/%s/encrypt", vr.uuid);
+		ret = host_do(m, vr.host.address, vr.host.pin, "POST", path,
 			      json_pack("{s:s,s:s}", "provider", t->prov->name, "key_id", key_id),
 			      NULL, &err);
 	}
@@ -502,60 +520,53 @@ static void run_move(struct mgr *m, struct mgr_task *t)
 {
 	const char *vm_id = json_string_value(json_object_get(t->arg, "vm"));
 	const char *to = json_string_value(json_object_get(t->arg, "host"));
-	struct vc_store_vm v;
 	struct vc_error err = { 0 };
-	struct host_ref from, dst;
-	char uuid[VC_UUID_STR_LEN] = "", key_id[VC_KEYPROV_ID_MAX] = "", path[120], ids[400] = "";
-	char prov[VC_REQ_NAME_MAX + 1] = "";
+	struct vm_ref vr;
+	struct host_ref dst;
+	char path[120], ids[400] = "";
 	int ret;
 
 	pthread_mutex_lock(&m->lock);
-	ret = vc_store_vm_get(m->st, vm_id, &v, &err);
-	if (ret == 0) {
-		snprintf(uuid, sizeof uuid, "%s", v.uuid);
-		snprintf(key_id, sizeof key_id, "%s", v.key_id ? v.key_id : "");
-		snprintf(prov, sizeof prov, "%s", v.provider ? v.provider : "");
-		ret = host_ref(m, v.host, &from, &err);
-		if (ret == 0)
-			ret = host_ref(m, to, &dst, &err);
-		free(v.mem);
-	}
+	ret = vm_ref_get(m, vm_id, &vr, &err);
+	if (ret == 0)
+		ret = host_ref(m, to, &dst, &err);
 	pthread_mutex_unlock(&m->lock);
-	if (ret == 0 && key_id[0]) {
+	if (ret == 0 && vr.key_id[0]) {
 		json_t *batch = json_array();
 
 		ret = ensure_mode(m, t, &dst, &err);
 		/* Its key first, so that it is not locked on arrival. */
 		if (ret == 0) {
-			fetch_one(m, &dst, prov, key_id, batch, ids, sizeof ids);
+			fetch_one(m, &dst, vr.provider, vr.key_id, batch, ids, sizeof ids);
 			ret = json_array_size(batch) ? push_keys(m, dst.address, dst.pin, batch, &err)
 						    : vc_error_set(&err, -ENOKEY, "cannot fetch key %s "
-								   "from provider %s", key_id, prov);
+								   "from provider %s", vr.key_id, vr.provider);
 		}
 		json_decref(batch);
 	}
 	task_progress(m, t, 40);
-	snprintf(path, sizeof path, "/api/v1/vms/%s/unregister", uuid);
+	snprintf(path, sizeof path, "/api/v1/vms/%s/unregister", vr.uuid);
 	if (ret == 0)
-		ret = host_do(m, from.address, from.pin, "POST", path, NULL, NULL, &err);
+		ret = host_do(m, vr.host.address, vr.host.pin, "POST", path, NULL, NULL, &err);
 	task_progress(m, t, 70);
 	if (ret == 0) {
 		ret = host_do(m, dst.address, dst.pin, "POST", "/api/v1/vms/register",
-			      json_pack("{s:s}", "uuid", uuid), NULL, &err);
+			      json_pack("{s:s}", "uuid", vr.uuid), NULL, &err);
 		if (ret < 0) {
 			/* Give it back to the host it came from. */
 			struct vc_error e2 = { 0 };
 
-			if (host_do(m, from.address, from.pin, "POST", "/api/v1/vms/register",
-				    json_pack("{s:s}", "uuid", uuid), NULL, &e2) < 0)
+			if (host_do(m, vr.host.address, vr.host.pin, "POST", "/api/v1/vms/register",
+				    json_pack("{s:s}", "uuid", vr.uuid), NULL, &e2) < 0)
 				vc_error_prefix(&err, "and it could not be registered back on %s: %s",
-						from.address, vc_error_msg(&e2));
+						vr.host.address, vc_error_msg(&e2));
 		}
 	}
 	pthread_mutex_lock(&m->lock);
 	if (ret == 0)
 		ret = vc_store_vm_set_host(m->st, vm_id, dst.id, &err);
-	ev_log(m, t->user, "vm.register", vm_id, prov[0] ? prov : NULL, key_id[0] ? key_id : NULL,
+	ev_log(m, t->user, "vm.register", vm_id, vr.provider[0] ? vr.provider : NULL,
+	       vr.key_id[0] ? vr.key_id : NULL,
 	       ret == 0 ? EV_OK : EV_FAIL, "moved VM %s to host %s%s%s", vm_id, to,
 	       ret ? ": " : "", ret ? vc_error_msg(&err) : "");
 	pthread_mutex_unlock(&m->lock);
@@ -615,31 +626,24 @@ static void run_clone(struct mgr *m, struct mgr_task *t)
 	const char *src_id = json_string_value(json_object_get(a, "vm"));
 	const char *name = json_string_value(json_object_get(a, "name"));
 	const char *parent = json_string_value(json_object_get(a, "parent"));
-	struct vc_store_vm v;
 	struct vc_error err = { 0 };
-	struct host_ref h;
-	char src_uuid[VC_UUID_STR_LEN] = "", uuid[VC_UUID_STR_LEN], id[INV_ID_LEN] = "";
-	char key_id[VC_KEYPROV_ID_MAX] = "", src_key[VC_KEYPROV_ID_MAX] = "", path[120];
+	struct vm_ref src;
+	char uuid[VC_UUID_STR_LEN], id[INV_ID_LEN] = "";
+	char key_id[VC_KEYPROV_ID_MAX] = "", path[120];
 	struct vc_uuid u;
 	int ret;
 
 	pthread_mutex_lock(&m->lock);
-	ret = vc_store_vm_get(m->st, src_id, &v, &err);
-	if (ret == 0) {
-		snprintf(src_uuid, sizeof src_uuid, "%s", v.uuid);
-		snprintf(src_key, sizeof src_key, "%s", v.key_id ? v.key_id : "");
-		ret = host_ref(m, v.host, &h, &err);
-		free(v.mem);
-	}
+	ret = vm_ref_get(m, src_id, &src, &err);
 	pthread_mutex_unlock(&m->lock);
 	if (ret == 0)
 		ret = vc_uuid_generate(&u, &err);
 	vc_uuid_format(&u, uuid);
 	task_progress(m, t, 10);
 	if (ret == 0 && t->prov) {
-		ret = ensure_mode(m, t, &h, &err);
+		ret = ensure_mode(m, t, &src.host, &err);
 		if (ret == 0)
-			ret = new_kek(m, t, &h, name, key_id, &err);
+			ret = new_kek(m, t, &src.host, name, key_id, &err);
 	}
 	task_progress(m, t, 30);
 	if (ret == 0) {
@@ -648,8 +652,8 @@ static void run_clone(struct mgr *m, struct mgr_task *t)
 			json_object_set_new(body, "encryption", json_pack("{s:s,s:s}", "provider",
 									  t->prov->name, "key_id",
 									  key_id));
-		snprintf(path, sizeof path, "/api/v1/vms/%s/clone", src_uuid);
-		ret = host_do(m, h.address, h.pin, "POST", path, body, NULL, &err);
+		snprintf(path, sizeof path, "/api/v1/vms/%s/clone", src.uuid);
+		ret = host_do(m, src.host.address, src.host.pin, "POST", path, body, NULL, &err);
 	}
 	pthread_mutex_lock(&m->lock);
 	if (ret == 0) {
@@ -660,7 +664,7 @@ static void run_clone(struct mgr *m, struct mgr_task *t)
 			ret = inv_add(&r, parent, "vm", name, id, &err);
 		if (ret == 0)
 			ret = vc_store_vm_add(m->st, &(struct vc_store_vm){
-				.id = id, .host = h.id, .uuid = uuid, .encrypted = t->prov != NULL,
+				.id = id, .host = src.host.id, .uuid = uuid, .encrypted = t->prov != NULL,
 				.provider = t->prov ? t->prov->name : NULL,
 				.key_id = t->prov ? key_id : NULL }, &err);
 		ret = vc_store_end(m->st, ret, &err);
@@ -668,7 +672,8 @@ static void run_clone(struct mgr *m, struct mgr_task *t)
 	}
 	ev_log(m, t->user, "vm.clone", ret == 0 ? id : src_id, t->prov ? t->prov->name : NULL,
 	       key_id[0] ? key_id : NULL, ret == 0 ? EV_OK : EV_FAIL,
-	       "cloned VM %s (key %s) into '%s'%s%s%s%s", src_id, src_key[0] ? src_key : "-", name,
+	       "cloned VM %s (key %s) into '%s'%s%s%s%s", src_id,
+	       src.key_id[0] ? src.key_id : "-", name,
 	       key_id[0] ? " with its own key " : "", key_id, ret ? ": " : "",
 	       ret ? vc_error_msg(&err) : "");
 	pthread_mutex_unlock(&m->lock);
@@ -729,44 +734,36 @@ void api_vm_clone(struct req *r)
 static void run_decrypt(struct mgr *m, struct mgr_task *t)
 {
 	const char *vm_id = json_string_value(json_object_get(t->arg, "vm"));
-	struct vc_store_vm v;
 	struct vc_error err = { 0 };
-	struct host_ref h;
-	char uuid[VC_UUID_STR_LEN] = "", key_id[VC_KEYPROV_ID_MAX] = "";
-	char prov[VC_REQ_NAME_MAX + 1] = "", path[200];
+	struct vm_ref vr;
+	char path[200];
 	json_t *vm = NULL;
 	size_t n = 0;
 	int ret;
 
 	pthread_mutex_lock(&m->lock);
-	ret = vc_store_vm_get(m->st, vm_id, &v, &err);
-	if (ret == 0) {
-		snprintf(uuid, sizeof uuid, "%s", v.uuid);
-		snprintf(key_id, sizeof key_id, "%s", v.key_id ? v.key_id : "");
-		snprintf(prov, sizeof prov, "%s", v.provider ? v.provider : "");
-		ret = host_ref(m, v.host, &h, &err);
-		free(v.mem);
-	}
+	ret = vm_ref_get(m, vm_id, &vr, &err);
 	pthread_mutex_unlock(&m->lock);
-	snprintf(path, sizeof path, "/api/v1/vms/%s", uuid);
+	snprintf(path, sizeof path, "/api/v1/vms/%s", vr.uuid);
 	if (ret == 0)
-		ret = host_do(m, h.address, h.pin, "GET", path, NULL, &vm, &err);
+		ret = host_do(m, vr.host.address, vr.host.pin, "GET", path, NULL, &vm, &err);
 	n = json_array_size(json_object_get(vm, "disks"));
 	json_decref(vm);
 	for (size_t i = 0; ret == 0 && i < n; i++) {
 		task_progress(m, t, 5 + (int)(85 * i / (n ? n : 1)));
-		snprintf(path, sizeof path, "/api/v1/vms/%s/disks/%zu/decrypt", uuid, i);
-		ret = host_do(m, h.address, h.pin, "POST", path, NULL, NULL, &err);
+		snprintf(path, sizeof path, "/api/v1/vms/%s/disks/%zu/decrypt", vr.uuid, i);
+		ret = host_do(m, vr.host.address, vr.host.pin, "POST", path, NULL, NULL, &err);
 	}
 	if (ret == 0) {
 		task_progress(m, t, 95);
-		snprintf(path, sizeof path, "/api/v1/vms/%s/decrypt", uuid);
-		ret = host_do(m, h.address, h.pin, "POST", path, NULL, NULL, &err);
+		snprintf(path, sizeof path, "/api/v1/vms/%s/decrypt", vr.uuid);
+		ret = host_do(m, vr.host.address, vr.host.pin, "POST", path, NULL, NULL, &err);
 	}
 	pthread_mutex_lock(&m->lock);
 	if (ret == 0)
 		ret = vc_store_vm_set_key(m->st, vm_id, false, NULL, NULL, &err);
-	ev_log(m, t->user, "vm.decrypt", vm_id, prov[0] ? prov : NULL, key_id[0] ? key_id : NULL,
+	ev_log(m, t->user, "vm.decrypt", vm_id, vr.provider[0] ? vr.provider : NULL,
+	       vr.key_id[0] ? vr.key_id : NULL,
 	       ret == 0 ? EV_OK : EV_FAIL, "%s VM %s (%zu disks, nvram)%s%s",
 	       ret == 0 ? "decrypted" : "failed to decrypt", vm_id, n, ret ? ": " : "",
 	       ret ? vc_error_msg(&err) : "");
@@ -807,30 +804,22 @@ void api_vm_decrypt(struct req *r)
 static void run_rekey(struct mgr *m, struct mgr_task *t)
 {
 	const char *vm_id = json_string_value(json_object_get(t->arg, "vm"));
-	struct vc_store_vm v;
 	struct vc_error err = { 0 };
-	struct host_ref h;
-	char key_id[VC_KEYPROV_ID_MAX] = "", old[VC_KEYPROV_ID_MAX] = "";
-	char uuid[VC_UUID_STR_LEN] = "", path[120];
+	struct vm_ref vr;
+	char key_id[VC_KEYPROV_ID_MAX] = "", path[120];
 	int ret;
 
 	pthread_mutex_lock(&m->lock);
-	ret = vc_store_vm_get(m->st, vm_id, &v, &err);
-	if (ret == 0) {
-		snprintf(uuid, sizeof uuid, "%s", v.uuid);
-		snprintf(old, sizeof old, "%s", v.key_id ? v.key_id : "");
-		ret = host_ref(m, v.host, &h, &err);
-		free(v.mem);
-	}
+	ret = vm_ref_get(m, vm_id, &vr, &err);
 	pthread_mutex_unlock(&m->lock);
 	task_progress(m, t, 10);
 	if (ret == 0)
-		ret = new_kek(m, t, &h, json_string_value(json_object_get(t->arg, "name")), key_id,
+		ret = new_kek(m, t, &vr.host, json_string_value(json_object_get(t->arg, "name")), key_id,
 			      &err);
 	task_progress(m, t, 40);
-	snprintf(path, sizeof path, "/api/v1/vms/%s/rekey", uuid);
+	snprintf(path, sizeof path, "/api/v1/vms/%s/rekey", vr.uuid);
 	if (ret == 0)
-		ret = host_do(m, h.address, h.pin, "POST", path,
+		ret = host_do(m, vr.host.address, vr.host.pin, "POST", path,
 			      json_pack("{s:s,s:s}", "provider", t->prov->name, "key_id", key_id),
 			      NULL, &err);
 	pthread_mutex_lock(&m->lock);
@@ -838,41 +827,32 @@ static void run_rekey(struct mgr *m, struct mgr_task *t)
 		ret = vc_store_vm_set_key(m->st, vm_id, true, t->prov->name, key_id, &err);
 	ev_log(m, t->user, "vm.rekey", vm_id, t->prov->name, key_id[0] ? key_id : NULL,
 	       ret == 0 ? EV_OK : EV_FAIL, "shallow rekey of VM %s from key %s to %s%s%s", vm_id,
-	       old, key_id[0] ? key_id : "-", ret ? ": " : "", ret ? vc_error_msg(&err) : "");
+	       vr.key_id, key_id[0] ? key_id : "-", ret ? ": " : "", ret ? vc_error_msg(&err) : "");
 	pthread_mutex_unlock(&m->lock);
 	if (ret < 0)
 		task_finish(m, t, NULL, vc_error_msg(&err));
 	else
 		task_finish(m, t, json_pack("{s:s,s:s,s:s}", "vm", vm_id, "key_id", key_id,
-					    "old_key_id", old), NULL);
+					    "old_key_id", vr.key_id), NULL);
 }
 
 /* Deep: a new DEK for every disk under the same KEK, data re-encrypted. */
 static void run_rekey_deep(struct mgr *m, struct mgr_task *t)
 {
 	const char *vm_id = json_string_value(json_object_get(t->arg, "vm"));
-	struct vc_store_vm v;
 	struct vc_error err = { 0 };
-	struct host_ref h;
-	char uuid[VC_UUID_STR_LEN] = "", key_id[VC_KEYPROV_ID_MAX] = "";
-	char prov[VC_REQ_NAME_MAX + 1] = "", path[200];
+	struct vm_ref vr;
+	char path[200];
 	json_t *vm = NULL, *d;
 	size_t i, n, done = 0;
 	int ret;
 
 	pthread_mutex_lock(&m->lock);
-	ret = vc_store_vm_get(m->st, vm_id, &v, &err);
-	if (ret == 0) {
-		snprintf(uuid, sizeof uuid, "%s", v.uuid);
-		snprintf(key_id, sizeof key_id, "%s", v.key_id ? v.key_id : "");
-		snprintf(prov, sizeof prov, "%s", v.provider ? v.provider : "");
-		ret = host_ref(m, v.host, &h, &err);
-		free(v.mem);
-	}
+	ret = vm_ref_get(m, vm_id, &vr, &err);
 	pthread_mutex_unlock(&m->lock);
-	snprintf(path, sizeof path, "/api/v1/vms/%s", uuid);
+	snprintf(path, sizeof path, "/api/v1/vms/%s", vr.uuid);
 	if (ret == 0)
-		ret = host_do(m, h.address, h.pin, "GET", path, NULL, &vm, &err);
+		ret = host_do(m, vr.host.address, vr.host.pin, "GET", path, NULL, &vm, &err);
 	n = json_array_size(json_object_get(vm, "disks"));
 	json_array_foreach(json_object_get(vm, "disks"), i, d) {
 		if (ret < 0)
@@ -880,21 +860,22 @@ static void run_rekey_deep(struct mgr *m, struct mgr_task *t)
 		if (!json_is_true(json_object_get(d, "encrypted")))
 			continue;
 		task_progress(m, t, 5 + (int)(90 * i / (n ? n : 1)));
-		snprintf(path, sizeof path, "/api/v1/vms/%s/disks/%zu/rekey-deep", uuid, i);
-		ret = host_do(m, h.address, h.pin, "POST", path, NULL, NULL, &err);
+		snprintf(path, sizeof path, "/api/v1/vms/%s/disks/%zu/rekey-deep", vr.uuid, i);
+		ret = host_do(m, vr.host.address, vr.host.pin, "POST", path, NULL, NULL, &err);
 		done += ret == 0;
 	}
 	json_decref(vm);
 	pthread_mutex_lock(&m->lock);
-	ev_log(m, t->user, "vm.rekey", vm_id, prov[0] ? prov : NULL, key_id[0] ? key_id : NULL,
+	ev_log(m, t->user, "vm.rekey", vm_id, vr.provider[0] ? vr.provider : NULL,
+	       vr.key_id[0] ? vr.key_id : NULL,
 	       ret == 0 ? EV_OK : EV_FAIL, "deep rekey of VM %s: new data keys for %zu disks "
-	       "under key %s%s%s", vm_id, done, key_id, ret ? ": " : "",
+	       "under key %s%s%s", vm_id, done, vr.key_id, ret ? ": " : "",
 	       ret ? vc_error_msg(&err) : "");
 	pthread_mutex_unlock(&m->lock);
 	if (ret < 0)
 		task_finish(m, t, NULL, vc_error_msg(&err));
 	else
-		task_finish(m, t, json_pack("{s:s,s:s,s:b,s:I}", "vm", vm_id, "key_id", key_id,
+		task_finish(m, t, json_pack("{s:s,s:s,s:b,s:I}", "vm", vm_id, "key_id", vr.key_id,
 					    "deep", 1, "disks", (json_int_t)done), NULL);
 }
 
