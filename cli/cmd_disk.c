@@ -239,16 +239,13 @@ struct disk_file {
 
 static void disk_file_init(struct disk_file *df, int fd, const char *name)
 {
-	const char *crash = getenv("VMCRYPT_TEST_CRASH_AT_WRITE");
-	int n;
 
 	df->fd = fd;
 	memset(&df->f, 0, sizeof df->f);
 	df->f.fd = fd;
 	df->f.name = name;
 	/* Test hook for the crash-safety tests; see docs/vmcrypt-disk.md. */
-	if (crash && cli_parse_int(crash, &n) == 0)
-		df->f.crash_at = n;
+	df->f.crash_at = vc_test_crash_point("VMCRYPT_TEST_CRASH_AT_WRITE");
 	vc_file_io(&df->f, &df->io);
 }
 

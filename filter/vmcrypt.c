@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "vc_disk.h"
+#include "vc_fileio.h"
 #include "vc_secmem.h"
 #include "vc_wrap.h"
 
@@ -268,8 +269,7 @@ static volatile bool rekey_stop;
 static void *rekey_main(void *arg)
 {
 	struct vc_error err = { 0 };
-	const char *crash = getenv("VMCRYPT_TEST_CRASH_AT_STEP");
-	long steps = 0, crash_at = crash ? atol(crash) : 0;
+	long steps = 0, crash_at = vc_test_crash_point("VMCRYPT_TEST_CRASH_AT_STEP");
 	bool done = false;
 	int r = 0;
 

@@ -1577,8 +1577,7 @@ void h_vm_rekey_deep_disk(struct hreq *r)
 		return;
 	}
 	/* Crash tests only (as vmcrypt disk rekey): SIGKILL at that write. */
-	if (getenv("VMCRYPT_TEST_CRASH_AT_WRITE"))
-		f.crash_at = atol(getenv("VMCRYPT_TEST_CRASH_AT_WRITE"));
+	f.crash_at = vc_test_crash_point("VMCRYPT_TEST_CRASH_AT_WRITE");
 	kek = disk_kek(r->h, f.fd, path, &err);
 	ret = kek ? 0 : (err.code ? err.code : -ENOKEY);
 	vc_file_io(&f, &io);

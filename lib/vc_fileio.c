@@ -4,6 +4,7 @@
 #include "vc_fileio.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <signal.h>
@@ -111,4 +112,17 @@ void vc_file_io(struct vc_file *f, struct vc_disk_io *io)
 	io->flush = f_flush;
 	io->get_size = f_size;
 	io->punch = f_punch;
+}
+
+long vc_test_crash_point(const char *name)
+{
+	const char *s = getenv(name);
+	char *end;
+	long v;
+
+	if (!s)
+		return 0;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	return errno || *end || end == s || v < 0 ? 0 : v;
 }

@@ -16,6 +16,11 @@ struct vc_file {
 	long writes;
 };
 
+/* Crash-test hooks: the positive number in environment variable name (a
+ * write or step at which the process kills itself), or 0 when it is unset
+ * or not a positive decimal number. Only crash-safety tests set them. */
+long vc_test_crash_point(const char *name);
+
 /* Point io at f's callbacks. f must outlive every use of io. */
 void vc_file_io(struct vc_file *f, struct vc_disk_io *io);
 
