@@ -597,40 +597,77 @@ static int seal_vm(struct hostd *h, struct vm *v, const struct vc_secret *kek, i
 	return ret;
 }
 
-void h_vm_create(struct hreq *r)
+/* The start of a new VM (create, clone): its UUID and name from the body,
+ * its KEK when the body asks for encryption, its folder. NULL after a
+ * reply. */
+static struct vm *vm_begin(struct hreq *r, const struct vc_secret **kek)
 {
-	struct hostd *h = r->h;
-	json_t *enc = json_object_get(r->body, "encryption"), *d;
+	json_t *enc = json_object_get(r->body, "encryption");
 	struct vm *v = calloc(1, sizeof *v);
-	const struct vc_secret *kek = NULL;
-	struct vc_error err = { 0 };
 	struct vc_uuid u;
-	char dir[PATH_MAX], path[PATH_MAX];
-	size_t i;
-	int ret = 0;
+	char dir[PATH_MAX];
 
+	*kek = NULL;
 	if (!v) {
 		reply_error(r, 500, "internal", "out of memory");
-		return;
+		return NULL;
 	}
 	snprintf(v->uuid, sizeof v->uuid, "%s", json_string_value(json_object_get(r->body, "uuid")));
 	snprintf(v->name, sizeof v->name, "%s", json_string_value(json_object_get(r->body, "name")));
-	if (vc_uuid_parse(v->uuid, &u) < 0 || vm_find(h, v->uuid)) {
-		reply_error(r, vm_find(h, v->uuid) ? 409 : 400, vm_find(h, v->uuid) ? "conflict"
+	if (vc_uuid_parse(v->uuid, &u) < 0 || vm_find(r->h, v->uuid)) {
+		reply_error(r, vm_find(r->h, v->uuid) ? 409 : 400, vm_find(r->h, v->uuid) ? "conflict"
 			    : "bad_request", "VM %s: bad or existing UUID", v->uuid);
 		free(v);
-		return;
+		return NULL;
 	}
-	if (enc && !(kek = take_kek(r, v, enc))) {
+	if (enc && !(*kek = take_kek(r, v, enc))) {
 		free(v);
-		return;
+		return NULL;
 	}
-	vm_dir(h, v, dir, sizeof dir);
+	vm_dir(r->h, v, dir, sizeof dir);
 	if (mkdir(dir, 0700) < 0) {
 		reply_error(r, 409, "conflict", "cannot create %s: %s", dir, strerror(errno));
 		free(v);
+		return NULL;
+	}
+	return v;
+}
+
+/* The end of a new VM: saved and listed, or, after a failure (ret), its
+ * folder removed so that nothing of a half-made VM stays behind. */
+static void vm_end(struct hreq *r, struct vm *v, int ret, struct vc_error *err,
+		   const char *done)
+{
+	if (ret == 0)
+		ret = vm_save(r->h, v, err);
+	if (ret < 0) {
+		remove_vm_files(r->h, v);
+		free(v);
+		reply_error(r, ret == -EINVAL ? 400 : ret == -ENOKEY ? 409 : 500,
+			    ret == -EINVAL ? "bad_request" : ret == -ENOKEY ? "key_missing" : "internal",
+			    "%s", vc_error_msg(err));
 		return;
 	}
+	v->next = r->h->vms;
+	r->h->vms = v;
+	vc_log(VC_LOG_INFO, "%s VM %s (%s)%s", done, v->name, v->uuid,
+	       v->provider[0] ? ", encrypted" : "");
+	reply_json(r, 201, vm_json(r->h, v));
+}
+
+void h_vm_create(struct hreq *r)
+{
+	struct hostd *h = r->h;
+	json_t *d;
+	const struct vc_secret *kek;
+	struct vm *v = vm_begin(r, &kek);
+	struct vc_error err = { 0 };
+	char path[PATH_MAX];
+	size_t i;
+	int ret = 0;
+
+	if (!v)
+		return;
 	json_array_foreach(json_object_get(r->body, "disks"), i, d) {
 		struct vm_disk *vd = &v->disks[v->ndisks];
 		uint64_t size = (uint64_t)json_integer_value(json_object_get(d, "size"));
@@ -663,20 +700,7 @@ void h_vm_create(struct hreq *r)
 		if (fd >= 0)
 			close(fd);
 	}
-	if (ret == 0)
-		ret = vm_save(h, v, &err);
-	if (ret < 0) {
-		/* Nothing of a half-made VM stays behind. */
-		remove_vm_files(h, v);
-		free(v);
-		reply_error(r, ret == -EINVAL ? 400 : 500, ret == -EINVAL ? "bad_request" : "internal",
-			    "%s", vc_error_msg(&err));
-		return;
-	}
-	v->next = h->vms;
-	h->vms = v;
-	vc_log(VC_LOG_INFO, "created VM %s (%s)%s", v->name, v->uuid, kek ? ", encrypted" : "");
-	reply_json(r, 201, vm_json(h, v));
+	vm_end(r, v, ret, &err, "created");
 }
 
 /* Encrypt one disk of a plaintext VM: a new encrypted copy, then vm.json
@@ -1393,6 +1417,23 @@ static int clone_disk(struct hostd *h, const char *src, bool src_enc, const char
 	return ret;
 }
 
+/* Copy in to out from their offsets to in's end; what names it in errors. */
+static int copy_fd(int in, int out, const char *what, struct vc_error *err)
+{
+	char buf[16384];
+	ssize_t n;
+	int ret = 0;
+
+	while (ret == 0 && (n = read(in, buf, sizeof buf)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || write(out, buf, (size_t)n) != n)
+			ret = vc_error_errno(err, errno, "cannot copy %s", what);
+	}
+	vc_wipe(buf, sizeof buf);
+	return ret;
+}
+
 /* The source VM's nvram plaintext into a memory-only file (never on disk). */
 static int nvram_plain(struct hostd *h, const struct vm *v, int *memfd, struct vc_error *err)
 {
@@ -1424,13 +1465,7 @@ static int nvram_plain(struct hostd *h, const struct vm *v, int *memfd, struct v
 			ret = vc_vmfile_open_fd(vmkey, "nvram", in, *memfd, NULL, err);
 		vc_secret_free(vmkey);
 	} else if (ret == 0) {
-		ssize_t n;
-
-		while ((n = read(in, path, sizeof path)) > 0)
-			if (write(*memfd, path, (size_t)n) != n) {
-				ret = vc_error_errno(err, errno, "cannot copy the nvram");
-				break;
-			}
+		ret = copy_fd(in, *memfd, "the nvram", err);
 	}
 	if (in >= 0)
 		close(in);
@@ -1450,42 +1485,20 @@ void h_vm_clone(struct hreq *r)
 {
 	struct hostd *h = r->h;
 	struct vm *src = path_vm(r), *v;
-	json_t *enc = json_object_get(r->body, "encryption");
-	const struct vc_secret *kek = NULL;
+	const struct vc_secret *kek;
 	struct vc_error err = { 0 };
-	struct vc_uuid u;
-	char dir[PATH_MAX], path[PATH_MAX], spath[PATH_MAX];
+	char path[PATH_MAX], spath[PATH_MAX];
 	int memfd = -1, ret = 0;
 
 	if (!src)
 		return;
-	if (needs_key(src) && !enc) {
+	if (needs_key(src) && !json_object_get(r->body, "encryption")) {
 		reply_error(r, 400, "bad_request", "the clone of an encrypted VM is encrypted: give "
 			    "it a key ('encryption')");
 		return;
 	}
-	v = calloc(1, sizeof *v);
-	if (!v) {
-		reply_error(r, 500, "internal", "out of memory");
+	if (!(v = vm_begin(r, &kek)))
 		return;
-	}
-	snprintf(v->uuid, sizeof v->uuid, "%s", json_string_value(json_object_get(r->body, "uuid")));
-	snprintf(v->name, sizeof v->name, "%s", json_string_value(json_object_get(r->body, "name")));
-	if (vc_uuid_parse(v->uuid, &u) < 0 || vm_find(h, v->uuid)) {
-		reply_error(r, 409, "conflict", "VM %s: bad or existing UUID", v->uuid);
-		free(v);
-		return;
-	}
-	if (enc && !(kek = take_kek(r, v, enc))) {
-		free(v);
-		return;
-	}
-	vm_dir(h, v, dir, sizeof dir);
-	if (mkdir(dir, 0700) < 0) {
-		reply_error(r, 409, "conflict", "cannot create %s: %s", dir, strerror(errno));
-		free(v);
-		return;
-	}
 	for (size_t i = 0; ret == 0 && i < src->ndisks; i++) {
 		struct vm_disk *vd = &v->disks[i];
 
@@ -1511,11 +1524,7 @@ void h_vm_clone(struct hreq *r)
 		if (out < 0) {
 			ret = vc_error_errno(&err, errno, "cannot write %s", path);
 		} else {
-			ssize_t n;
-
-			while (ret == 0 && (n = read(memfd, spath, sizeof spath)) > 0)
-				if (write(out, spath, (size_t)n) != n)
-					ret = vc_error_errno(&err, errno, "cannot write %s", path);
+			ret = copy_fd(memfd, out, path, &err);
 			if (ret == 0 && fsync(out) < 0)
 				ret = vc_error_errno(&err, errno, "cannot sync %s", path);
 			close(out);
@@ -1523,20 +1532,7 @@ void h_vm_clone(struct hreq *r)
 	}
 	if (memfd >= 0)
 		close(memfd);
-	if (ret == 0)
-		ret = vm_save(h, v, &err);
-	if (ret < 0) {
-		remove_vm_files(h, v);
-		free(v);
-		reply_error(r, ret == -ENOKEY ? 409 : 500, ret == -ENOKEY ? "key_missing" : "internal",
-			    "%s", vc_error_msg(&err));
-		return;
-	}
-	v->next = h->vms;
-	h->vms = v;
-	vc_log(VC_LOG_INFO, "cloned VM %s into %s%s", src->uuid, v->uuid,
-	       kek ? " with its own keys" : "");
-	reply_json(r, 201, vm_json(h, v));
+	vm_end(r, v, ret, &err, "cloned into");
 }
 
 /* ---- deep rekey of one disk (Recrypt, deep) ---- */
