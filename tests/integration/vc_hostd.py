@@ -10,20 +10,12 @@ import http.client
 import json
 import os
 import re
-import select
-import signal
 import ssl
-import subprocess
-import threading
-import time
 
 import pytest
 
-from vc_manager import (NO_BODY, SANITIZER_MARKS, Resp, assert_error, build_dir,
-                        daemon_env, loads)
+from vc_manager import NO_BODY, Daemon, Resp, assert_error, build_dir, loads
 
-START_TIMEOUT = 30.0
-STOP_TIMEOUT = 15.0
 HTTP_TIMEOUT = 15.0
 
 TOKEN_RE = re.compile(r"^vmcrypt-hostd: first start: join token: (\S+) \(.*\)$")
@@ -90,7 +82,7 @@ class PinError(AssertionError):
     pass
 
 
-class Hostd:
+class Hostd(Daemon):
     """One vmcrypt-hostd on data_dir (created by the agent, 0700; its
     parent must exist), listening on 127.0.0.1 and a port the kernel picks
     on the first start, the same port on later ones.
@@ -99,21 +91,13 @@ class Hostd:
     run i starts)."""
 
     def __init__(self, data_dir, wrapper=(), datastore=None):
-        self.dir = os.path.abspath(str(data_dir))
+        super().__init__(data_dir)
         self.wrapper = list(wrapper)    # a command that runs the agent (limits)
         self.datastore = datastore      # None: <data dir>/datastore
-        self.proc = None
-        self.port = None
         self.last_port = None       # kept by restarts
         self.token = None           # printed on the first start only
         self.host_id = None
-        self.fingerprint = None     # "AA:BB:..." of the current run
         self.status = None          # "managed" or "waiting ..." of the current run
-        self.lines = []
-        self.runs = []
-        self.exit_codes = []
-        self._lock = threading.Lock()
-        self._drain = None
 
     # -- paths and state
 
@@ -137,10 +121,6 @@ class Hostd:
     def address(self):
         return f"127.0.0.1:{self.port}"
 
-    @property
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
     # -- life cycle
 
     def argv(self):
@@ -149,56 +129,20 @@ class Hostd:
                                f"127.0.0.1:{self.last_port or 0}"] + (
                                    ["--datastore", self.datastore] if self.datastore else [])
 
-    def start(self, timeout=START_TIMEOUT):
-        if self.running:
-            raise HostdError("vmcrypt-hostd is already running")
-        with self._lock:
-            self.runs.append(len(self.lines))
+    NAME = "vmcrypt-hostd"
+    Error = HostdError
+    FORGET_PROC = True
+
+    def reset(self):
         self.port = self.fingerprint = self.status = None
-        self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     env=daemon_env(), close_fds=True)
-        fd = self.proc.stderr.fileno()
-        buf = b""
-        deadline = time.monotonic() + timeout
-        while self.port is None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.kill()
-                raise HostdError(f"no 'listening on' line after {timeout:.0f} s:\n"
-                                 + self.stderr_text())
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
-                continue
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                self.proc.wait()
-                self.exit_codes.append(self.proc.returncode)
-                self._add(buf)
-                raise HostdError(f"vmcrypt-hostd exited {self.proc.returncode} before "
-                                 "listening:\n" + self.stderr_text())
-            buf += chunk
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                self._line(line)
+
+    def check_started(self):
         if self.fingerprint is None:
             self.kill()
             raise HostdError("no 'host ..., certificate SHA-256' line before 'listening on':\n"
                              + self.stderr_text())
-        self._drain = threading.Thread(target=self._drain_loop, args=(fd, buf),
-                                       name="hostd-stderr", daemon=True)
-        self._drain.start()
-        return self
 
-    def _add(self, raw):
-        if raw:
-            with self._lock:
-                self.lines.append(raw.decode("utf-8", "replace"))
-
-    def _line(self, raw):
-        text = raw.decode("utf-8", "replace")
-        with self._lock:
-            self.lines.append(text)
+    def parse(self, text):
         m = TOKEN_RE.match(text)
         if m:
             self.token = m.group(1)
@@ -209,90 +153,6 @@ class Hostd:
         if m:
             self.port, self.status = int(m.group(1)), m.group(2)
             self.last_port = self.port
-
-    def _drain_loop(self, fd, buf):
-        while True:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                self._add(buf)
-                return
-            buf += chunk
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                self._line(line)
-
-    def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT, check=True):
-        """Stop with sig and return the exit status; check: it must be 0,
-        the run must end with "vmcrypt-hostd: stopped" and no sanitizer
-        may have reported."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-                raise HostdError(f"vmcrypt-hostd did not exit within {timeout} s of "
-                                 f"{signal.Signals(sig).name}:\n" + self.stderr_text())
-        self._join()
-        rc = self.proc.returncode
-        self.exit_codes.append(rc)
-        self.proc.stderr.close()
-        self.proc = None
-        if check:
-            assert rc == 0, (f"vmcrypt-hostd exited {rc} on {signal.Signals(sig).name}:\n"
-                             + self.stderr_text())
-            run = self.run_lines()
-            assert run and run[-1] == "vmcrypt-hostd: stopped", \
-                "the last stderr line must be 'vmcrypt-hostd: stopped':\n" + self.stderr_text()
-            self.assert_no_sanitizer()
-        return rc
-
-    def _join(self):
-        if self._drain is not None:
-            self._drain.join(10)
-            self._drain = None
-
-    def kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._join()
-
-    def restart(self):
-        self.stop()
-        return self.start()
-
-    # -- stderr
-
-    def stderr_text(self):
-        with self._lock:
-            return "\n".join(self.lines[-60:])
-
-    def run_lines(self, i=-1):
-        with self._lock:
-            starts = self.runs + [len(self.lines)]
-            if i < 0:
-                i += len(self.runs)
-            return list(self.lines[starts[i]:starts[i + 1]])
-
-    def all_lines(self):
-        with self._lock:
-            return list(self.lines)
-
-    def assert_no_sanitizer(self):
-        bad = [ln for ln in self.all_lines() if any(m in ln for m in SANITIZER_MARKS)]
-        assert not bad, ("sanitizer report on vmcrypt-hostd's stderr:\n"
-                         + "\n".join(self.all_lines()[-80:]))
-
-    def assert_alive(self):
-        rc = self.proc.returncode if self.proc is not None else "none: stopped"
-        assert self.running, f"vmcrypt-hostd died (exit {rc}):\n" + self.stderr_text()
-        self.assert_no_sanitizer()
 
     # -- clients
 

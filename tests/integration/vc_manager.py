@@ -112,81 +112,64 @@ class ManagerError(RuntimeError):
     pass
 
 
-class Manager:
-    """One vmcryptd on data_dir, listening on 127.0.0.1 and a port the
-    kernel picks. stderr is read with a deadline until the "listening on"
-    line, then drained by a thread into self.lines (all lines of every
-    start, in order; self.start_lines(i) are those of start i)."""
+class Daemon:
+    """A daemon of ours (vmcryptd, vmcrypt-hostd) run by a test: started
+    with its stderr read with a deadline until the "listening on" line
+    (parse() picks what a line says), then drained by a thread into
+    self.lines (every line of every run; self.runs[i] is where run i
+    starts); stopped with a signal, requiring exit 0, the "stopped" line
+    and no sanitizer report."""
 
-    def __init__(self, data_dir, admin_password=ADMIN_PASSWORD, token_ttl=None,
-                 extra_args=()):
+    NAME = "daemon"
+    Error = RuntimeError
+    FORGET_PROC = False          # stop() drops self.proc
+
+    def __init__(self, data_dir):
         self.dir = os.path.abspath(str(data_dir))
-        self.admin_password = admin_password
-        self.token_ttl = token_ttl
-        self.extra_args = list(extra_args)
         self.proc = None
         self.port = None
         self.fingerprint = None
-        self.otp = None             # the one-time password printed on a first start
-        self.lines = []             # every stderr line of every run
-        self.runs = []              # index into lines where each run starts
+        self.lines = []
+        self.runs = []
         self.exit_codes = []
         self._lock = threading.Lock()
         self._drain = None
-        self.pwfile = None
-        if admin_password is not None:
-            self.pwfile = self.dir + ".admin-password"
-            if not os.path.exists(self.pwfile):
-                write_private(self.pwfile, admin_password.encode() + b"\n")
-
-    # -- life cycle
 
     def argv(self):
-        argv = [vmcryptd_path(), "--data-dir", self.dir, "--listen", "127.0.0.1:0"]
-        if self.pwfile:
-            argv += ["--admin-password-file", self.pwfile]
-        if self.token_ttl is not None:
-            argv += ["--token-ttl", str(self.token_ttl)]
-        return argv + self.extra_args
+        raise NotImplementedError
+
+    def parse(self, text):
+        """Read what a stderr line says (sets self.port when listening)."""
+
+    def reset(self):
+        """Before a start: forget what the previous run said."""
+        self.port = None
+
+    def check_started(self):
+        """After the "listening on" line: anything else a start must say."""
 
     @property
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    @property
-    def ca(self):
-        return os.path.join(self.dir, "tls", "manager.crt")
-
-    @property
-    def db(self):
-        return os.path.join(self.dir, "vmcryptd.db")
-
-    @property
-    def url(self):
-        return f"https://127.0.0.1:{self.port}"
-
     def start(self, timeout=START_TIMEOUT):
         if self.running:
-            raise ManagerError("vmcryptd is already running")
+            raise self.Error(f"{self.NAME} is already running")
         with self._lock:
             self.runs.append(len(self.lines))
+        self.reset()
         self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      env=daemon_env(), close_fds=True)
         fd = self.proc.stderr.fileno()
         buf = b""
         deadline = time.monotonic() + timeout
-        self.port = None
         while self.port is None:
             left = deadline - time.monotonic()
             if left <= 0:
                 self.kill()
-                raise ManagerError(f"no 'listening on' line after {timeout:.0f} s:\n"
-                                   + self.stderr_text())
+                raise self.Error(f"no 'listening on' line after {timeout:.0f} s:\n"
+                                 + self.stderr_text())
             ready, _, _ = select.select([fd], [], [], left)
             if not ready:
                 continue
@@ -195,14 +178,15 @@ class Manager:
                 self.proc.wait()
                 self.exit_codes.append(self.proc.returncode)
                 self._add(buf)
-                raise ManagerError(f"vmcryptd exited {self.proc.returncode} before listening:\n"
-                                   + self.stderr_text())
+                raise self.Error(f"{self.NAME} exited {self.proc.returncode} before "
+                                 "listening:\n" + self.stderr_text())
             buf += chunk
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
                 self._line(line)
+        self.check_started()
         self._drain = threading.Thread(target=self._drain_loop, args=(fd, buf),
-                                       name="vmcryptd-stderr", daemon=True)
+                                       name=f"{self.NAME}-stderr", daemon=True)
         self._drain.start()
         return self
 
@@ -215,15 +199,7 @@ class Manager:
         text = raw.decode("utf-8", "replace")
         with self._lock:
             self.lines.append(text)
-        m = LISTEN_RE.match(text)
-        if m:
-            self.port = int(m.group(1))
-        m = FPR_RE.match(text)
-        if m:
-            self.fingerprint = m.group(1)
-        m = OTP_RE.match(text)
-        if m:
-            self.otp = m.group(2)
+        self.parse(text)
 
     def _drain_loop(self, fd, buf):
         while True:
@@ -240,8 +216,9 @@ class Manager:
                 self._line(line)
 
     def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT, check=True):
-        """Stop with sig and return the exit status; check: it must be 0
-        and the run must end with "vmcryptd: stopped"."""
+        """Stop with sig and return the exit status; check: it must be 0,
+        the run must end with "NAME: stopped" and no sanitizer may have
+        reported."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -250,17 +227,20 @@ class Manager:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
-                raise ManagerError(f"vmcryptd did not exit within {timeout} s of "
-                                   f"{signal.Signals(sig).name}:\n" + self.stderr_text())
+                raise self.Error(f"{self.NAME} did not exit within {timeout} s of "
+                                 f"{signal.Signals(sig).name}:\n" + self.stderr_text())
         self._join()
         rc = self.proc.returncode
         self.exit_codes.append(rc)
         self.proc.stderr.close()
+        if self.FORGET_PROC:
+            self.proc = None
         if check:
-            assert rc == 0, f"vmcryptd exited {rc} on {signal.Signals(sig).name}:\n" + self.stderr_text()
+            assert rc == 0, (f"{self.NAME} exited {rc} on {signal.Signals(sig).name}:\n"
+                             + self.stderr_text())
             run = self.run_lines()
-            assert run and run[-1] == "vmcryptd: stopped", \
-                "the last stderr line must be 'vmcryptd: stopped':\n" + self.stderr_text()
+            assert run and run[-1] == f"{self.NAME}: stopped", \
+                f"the last stderr line must be '{self.NAME}: stopped':\n" + self.stderr_text()
             self.assert_no_sanitizer()
         return rc
 
@@ -279,17 +259,6 @@ class Manager:
         self.stop()
         return self.start()
 
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        if exc[0] is None:
-            self.stop()
-        else:
-            self.kill()
-
-    # -- stderr
-
     def stderr_text(self):
         with self._lock:
             return "\n".join(self.lines[-60:])
@@ -307,13 +276,83 @@ class Manager:
             return list(self.lines)
 
     def assert_no_sanitizer(self):
-        bad = [ln for ln in self.all_lines() if any(m in ln for m in SANITIZER_MARKS)]
-        assert not bad, "sanitizer report on vmcryptd's stderr:\n" + "\n".join(self.all_lines()[-80:])
+        bad = [ln for ln in self.all_lines() if any(mk in ln for mk in SANITIZER_MARKS)]
+        assert not bad, (f"sanitizer report on {self.NAME}'s stderr:\n"
+                         + "\n".join(self.all_lines()[-80:]))
 
     def assert_alive(self):
-        assert self.running, (f"vmcryptd died (exit {self.proc.returncode}):\n"
-                              + self.stderr_text())
+        rc = self.proc.returncode if self.proc is not None else "none: stopped"
+        assert self.running, f"{self.NAME} died (exit {rc}):\n" + self.stderr_text()
         self.assert_no_sanitizer()
+
+
+class Manager(Daemon):
+    """One vmcryptd on data_dir, listening on 127.0.0.1 and a port the
+    kernel picks. stderr is read with a deadline until the "listening on"
+    line, then drained by a thread into self.lines (all lines of every
+    start, in order; self.start_lines(i) are those of start i)."""
+
+    def __init__(self, data_dir, admin_password=ADMIN_PASSWORD, token_ttl=None,
+                 extra_args=()):
+        super().__init__(data_dir)
+        self.admin_password = admin_password
+        self.token_ttl = token_ttl
+        self.extra_args = list(extra_args)
+        self.otp = None             # the one-time password printed on a first start
+        self.pwfile = None
+        if admin_password is not None:
+            self.pwfile = self.dir + ".admin-password"
+            if not os.path.exists(self.pwfile):
+                write_private(self.pwfile, admin_password.encode() + b"\n")
+
+    # -- life cycle
+
+    def argv(self):
+        argv = [vmcryptd_path(), "--data-dir", self.dir, "--listen", "127.0.0.1:0"]
+        if self.pwfile:
+            argv += ["--admin-password-file", self.pwfile]
+        if self.token_ttl is not None:
+            argv += ["--token-ttl", str(self.token_ttl)]
+        return argv + self.extra_args
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    @property
+    def ca(self):
+        return os.path.join(self.dir, "tls", "manager.crt")
+
+    @property
+    def db(self):
+        return os.path.join(self.dir, "vmcryptd.db")
+
+    @property
+    def url(self):
+        return f"https://127.0.0.1:{self.port}"
+
+    NAME = "vmcryptd"
+    Error = ManagerError
+
+    def parse(self, text):
+        m = LISTEN_RE.match(text)
+        if m:
+            self.port = int(m.group(1))
+        m = FPR_RE.match(text)
+        if m:
+            self.fingerprint = m.group(1)
+        m = OTP_RE.match(text)
+        if m:
+            self.otp = m.group(2)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        if exc[0] is None:
+            self.stop()
+        else:
+            self.kill()
 
     # -- clients
 
