@@ -2,6 +2,7 @@
 /* vmcrypt vm: create VMs on hosts (encrypted from the start with an
  * encryption policy), encrypt plaintext ones, list and show them. */
 #define _GNU_SOURCE
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -36,6 +37,8 @@ static int print_vm(struct mgr *m, const json_t *j)
 	if (mgr_bool(j, "encrypted") || *mgr_str(j, "key_id"))
 		mgr_kv("key", "%s of provider %s", mgr_str(j, "key_id"), mgr_str(j, "provider"));
 	mgr_kv("state", "%s", mgr_str(j, "state"));
+	if (*mgr_str(j, "power"))
+		mgr_kv("power", "%s", mgr_str(j, "power"));
 	if (*mgr_str(j, "reason"))
 		mgr_kv("reason", "%s", mgr_str(j, "reason"));
 	json_array_foreach(json_object_get(j, "disks"), i, d) {
@@ -45,6 +48,17 @@ static int print_vm(struct mgr *m, const json_t *j)
 		mgr_kv(label, "%s, %lld bytes, %s", mgr_str(d, "file"),
 		       (long long)mgr_int(d, "size"),
 		       mgr_bool(d, "encrypted") ? "encrypted" : "plaintext");
+		if (*mgr_str(d, "nbd"))
+			mgr_kv("  served at", "%s", mgr_str(d, "nbd"));
+		if (*mgr_str(d, "reason"))
+			mgr_kv("  reason", "%s", mgr_str(d, "reason"));
+		const json_t *rk = json_object_get(d, "rekey");
+
+		if (rk && strcmp(mgr_str(rk, "state"), "idle"))
+			mgr_kv("  deep rekey", "%s, %lld of %lld sectors, key generation %lld%s%s",
+			       mgr_str(rk, "state"), (long long)mgr_int(rk, "progress"),
+			       (long long)mgr_int(rk, "total"), (long long)mgr_int(rk, "generation"),
+			       *mgr_str(rk, "error") ? ": " : "", mgr_str(rk, "error"));
 	}
 	return 0;
 }
@@ -161,6 +175,31 @@ static int vm_decrypt(struct mgr *m, const struct margs *a)
 	return r;
 }
 
+static int vm_power(struct mgr *m, const struct margs *a, bool on)
+{
+	char path[MGR_PATH_MAX];
+	json_t *resp = NULL;
+	int r;
+
+	if ((r = mgr_path(m, path, sizeof path, "/vms/%s/power-%s", a->arg[0], on ? "on" : "off")) < 0)
+		return r;
+	r = mgr_call(m, "POST", path, NULL, &resp);
+	if (r == 0)
+		r = follow(m, resp, on ? "powered on VM" : "powered off VM");
+	json_decref(resp);
+	return r;
+}
+
+static int vm_power_on(struct mgr *m, const struct margs *a)
+{
+	return vm_power(m, a, true);
+}
+
+static int vm_power_off(struct mgr *m, const struct margs *a)
+{
+	return vm_power(m, a, false);
+}
+
 static int vm_clone(struct mgr *m, const struct margs *a)
 {
 	char path[MGR_PATH_MAX];
@@ -259,7 +298,12 @@ static const struct mgr_sub vm_subs[] = {
 	{ "rekey", 1, OPT(O_POLICY) | OPT(O_DEEP), 0, 0, vm_rekey,
 	  "ID [--policy NAME | --deep]   (shallow: a new KEK, from the policy's provider\n"
 	  "        or the VM's, rewraps every disk key and the VM key; --deep: new data\n"
-	  "        keys, every sector re-encrypted, crash-safe and resumable)", NULL },
+	  "        keys, every sector re-encrypted, crash-safe and resumable; on a VM that\n"
+	  "        is powered on, by the I/O filter while the guest keeps writing)", NULL },
+	{ "power-on", 1, 0, 0, 0, vm_power_on,
+	  "ID   (its host serves every disk over NBD, through the I/O filter when\n"
+	  "        encrypted; `vm show` gives the addresses)", NULL },
+	{ "power-off", 1, 0, 0, 0, vm_power_off, "ID   (its disk servers stop)", NULL },
 	{ "add-disk", 1, OPT(O_DISK), OPT(O_DISK), 0, vm_add_disk,
 	  "ID --disk SIZE   (encrypted, with its own key, when the VM is)", NULL },
 };

@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* nbdkit-vmcrypt-filter: serves the plaintext of a vmcrypt disk held by
  * the underlying plugin; every byte is encrypted and decrypted here. */
+#define _GNU_SOURCE
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-filter.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
@@ -14,7 +17,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "vc_ctl.h"
 #include "vc_disk.h"
 #include "vc_fileio.h"
 #include "vc_secmem.h"
@@ -39,6 +48,7 @@ static bool plugin_rdonly;
 static pthread_mutex_t writable_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool disk_writable;
 static bool online_rekey;      /* rekey=deep */
+static const char *control_path; /* control=PATH */
 
 static void vmcrypt_unload(void)
 {
@@ -77,6 +87,10 @@ static int vmcrypt_config(nbdkit_next_config *next, nbdkit_backend *nxdata,
 		return parse_fd(key, value, &kek_fd);
 	if (strcmp(key, "new-kek-fd") == 0)
 		return parse_fd(key, value, &new_kek_fd);
+	if (strcmp(key, "control") == 0) {
+		control_path = value;
+		return 0;
+	}
 	if (strcmp(key, "rekey") == 0) {
 		if (strcmp(value, "deep") != 0) {
 			nbdkit_error("vmcrypt: rekey=deep is the only online rekey");
@@ -145,6 +159,8 @@ static int vmcrypt_config_complete(nbdkit_next_config_complete *next,
 	"rekey=deep             Give the disk a new data key and re-encrypt it while\n" \
 	"                       serving (resumes an interrupted one); clients keep\n" \
 	"                       reading and writing meanwhile.\n" \
+	"control=<SOCKET>       Listen there (mode 0600) for the host agent's\n" \
+	"                       \"status\" and \"rekey-deep\" requests.\n" \
 	"kek-fd=<FD>            Read the 32-byte key-encryption key from FD.\n" \
 	"kek-file=<FILE>        Read it from FILE (mode 0600, owned by the user).\n" \
 	"new-kek-fd=<FD>|new-kek-file=<FILE>\n" \
@@ -258,13 +274,28 @@ static struct vc_disk_io shared_io = {
 
 /* ---- online deep rekey --------------------------------------------------- */
 
-/* rekey=deep: a thread re-encrypts the disk one journal-sized step at a
- * time while connections read and write (the disk's lock orders each step
- * against their I/O). Every step is crash-safe: a process killed in the
- * middle resumes from the journal when started again with rekey=deep. */
+/* A thread re-encrypts the disk one journal-sized step at a time while
+ * connections read and write (the disk's lock orders each step against
+ * their I/O). Every step is crash-safe: a process killed in the middle
+ * resumes from the journal when started again with rekey=deep. It starts
+ * with rekey=deep, or when the host agent asks on the control socket. */
+static pthread_mutex_t rekey_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_t rekey_thread;
-static bool rekey_running;
+static bool rekey_joinable;
+static enum vc_ctl_state rekey_state = VC_CTL_IDLE;
+static char rekey_error[256];
 static volatile bool rekey_stop;
+
+/* Tests only: hold the rekey between two steps while this file exists,
+ * so that a test can act (kill the agent, the server) at a known point. */
+static void test_hold(void)
+{
+	const char *hold = getenv("VMCRYPT_TEST_REKEY_HOLD");
+	const struct timespec ts = { 0, 10 * 1000 * 1000 };
+
+	while (hold && *hold && !rekey_stop && access(hold, F_OK) == 0)
+		nanosleep(&ts, NULL);
+}
 
 static void *rekey_main(void *arg)
 {
@@ -279,40 +310,203 @@ static void *rekey_main(void *arg)
 	else
 		nbdkit_debug("vmcrypt: resuming an interrupted deep rekey");
 	while (r == 0 && !done && !rekey_stop) {
+		if (steps > 0)
+			test_hold();
 		r = vc_disk_rekey_deep_step(disk, &done, &err);
 		/* Crash tests only: a kill -9 between two steps. */
 		if (++steps == crash_at)
 			raise(SIGKILL);
 	}
-	if (r < 0)
+	pthread_mutex_lock(&rekey_lock);
+	if (r < 0) {
 		nbdkit_error("vmcrypt: online deep rekey: %s", vc_error_msg(&err));
-	else if (done)
+		snprintf(rekey_error, sizeof rekey_error, "%s", vc_error_msg(&err));
+		rekey_state = VC_CTL_FAILED;
+	} else if (done) {
 		nbdkit_debug("vmcrypt: online deep rekey done");
+		rekey_state = VC_CTL_DONE;
+	} else {
+		rekey_state = VC_CTL_IDLE;   /* stopped between two steps */
+	}
+	pthread_mutex_unlock(&rekey_lock);
 	return NULL;
 }
 
-static int start_online_rekey(void)
+/* Called with rekey_lock held. */
+static int start_online_rekey(struct vc_error *err)
 {
-	struct vc_error err = { 0 };
-
-	if (plugin_rdonly) {
-		nbdkit_error("vmcrypt: rekey=deep needs a writable container");
-		return -1;
-	}
+	if (rekey_state == VC_CTL_RUNNING)
+		return 0;
+	if (plugin_rdonly)
+		return vc_error_set(err, -EROFS, "rekey=deep needs a writable container");
 	pthread_mutex_lock(&writable_lock);
-	if (!disk_writable && vc_disk_set_writable(disk, &err) == 0)
+	if (!disk_writable && vc_disk_set_writable(disk, err) == 0)
 		disk_writable = true;
 	pthread_mutex_unlock(&writable_lock);
-	if (!disk_writable) {
-		nbdkit_error("vmcrypt: %s", vc_error_msg(&err));
-		return -1;
+	if (!disk_writable)
+		return err->code ? err->code : -EIO;
+	if (rekey_joinable) {
+		pthread_join(rekey_thread, NULL);
+		rekey_joinable = false;
 	}
+	rekey_state = VC_CTL_RUNNING;
+	rekey_error[0] = '\0';
 	if (pthread_create(&rekey_thread, NULL, rekey_main, NULL) != 0) {
-		nbdkit_error("vmcrypt: cannot start the rekey thread");
+		rekey_state = VC_CTL_FAILED;
+		return vc_error_set(err, -EAGAIN, "cannot start the rekey thread");
+	}
+	rekey_joinable = true;
+	return 0;
+}
+
+static void stop_online_rekey(void)
+{
+	/* Stop between two steps: the next start resumes. */
+	rekey_stop = true;
+	if (rekey_joinable)
+		pthread_join(rekey_thread, NULL);
+	rekey_joinable = false;
+}
+
+/* ---- control socket ------------------------------------------------------- */
+
+/* control=PATH: a Unix socket (mode 0600) on which the host agent asks
+ * "status" and "rekey-deep" (lib/vc_ctl.h). It exists once the disk is
+ * open, so its appearance also tells the agent the server is ready. */
+static int control_fd = -1;
+static int control_stop[2] = { -1, -1 };
+static pthread_t control_thread;
+static bool control_running;
+
+static void control_status(struct vc_ctl_status *st)
+{
+	struct vc_disk_info in;
+
+	vc_disk_get_info(disk, &in);
+	memset(st, 0, sizeof *st);
+	pthread_mutex_lock(&rekey_lock);
+	st->state = rekey_state;
+	snprintf(st->error, sizeof st->error, "%s", rekey_error);
+	pthread_mutex_unlock(&rekey_lock);
+	st->total = in.virtual_size / in.sector_size;
+	st->progress = in.rekey_active ? in.rekey_progress : 0;
+	if (st->progress > st->total)
+		st->progress = st->total;
+	st->generation = in.slot[0].generation;
+}
+
+static void control_one(int fd)
+{
+	char line[VC_CTL_LINE_MAX], reply[VC_CTL_LINE_MAX + 16];
+	struct vc_error err = { 0 };
+	struct vc_ctl_status st;
+	enum vc_ctl_cmd cmd;
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	size_t got = 0, len;
+	int r = 0;
+
+	/* One short line; a client that says nothing is dropped. */
+	while (got < sizeof line && (got == 0 || line[got - 1] != '\n')) {
+		ssize_t n;
+
+		if (poll(&pfd, 1, 5000) <= 0)
+			return;
+		n = recv(fd, line + got, sizeof line - got, 0);
+		if (n <= 0)
+			return;
+		got += (size_t)n;
+	}
+	if (vc_ctl_parse_cmd(line, got, &cmd) < 0) {
+		len = (size_t)snprintf(reply, sizeof reply, "error unknown command\n");
+	} else {
+		if (cmd == VC_CTL_REKEY_DEEP) {
+			pthread_mutex_lock(&rekey_lock);
+			r = start_online_rekey(&err);
+			pthread_mutex_unlock(&rekey_lock);
+		}
+		if (r < 0) {
+			len = (size_t)snprintf(reply, sizeof reply, "error %s\n", vc_error_msg(&err));
+		} else {
+			control_status(&st);
+			len = vc_ctl_format_status(&st, reply);
+		}
+	}
+	(void)send(fd, reply, len, MSG_NOSIGNAL);
+}
+
+static void *control_main(void *arg)
+{
+	struct pollfd pfd[2] = { { .fd = control_fd, .events = POLLIN },
+				 { .fd = control_stop[0], .events = POLLIN } };
+
+	(void)arg;
+	for (;;) {
+		int fd;
+
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pfd[1].revents)
+			break;
+		fd = accept4(control_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		control_one(fd);
+		close(fd);
+	}
+	return NULL;
+}
+
+static int start_control(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	mode_t old;
+
+	if (strlen(control_path) >= sizeof sa.sun_path) {
+		nbdkit_error("vmcrypt: control=%s: path too long", control_path);
 		return -1;
 	}
-	rekey_running = true;
+	memcpy(sa.sun_path, control_path, strlen(control_path) + 1);
+	control_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (control_fd < 0 || pipe2(control_stop, O_CLOEXEC) < 0) {
+		nbdkit_error("vmcrypt: control socket: %m");
+		return -1;
+	}
+	(void)unlink(control_path);
+	old = umask(077);
+	if (bind(control_fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+	    listen(control_fd, 8) < 0) {
+		umask(old);
+		nbdkit_error("vmcrypt: control=%s: %m", control_path);
+		return -1;
+	}
+	umask(old);
+	if (pthread_create(&control_thread, NULL, control_main, NULL) != 0) {
+		nbdkit_error("vmcrypt: cannot start the control thread");
+		return -1;
+	}
+	control_running = true;
 	return 0;
+}
+
+static void stop_control(void)
+{
+	if (control_running) {
+		(void)!write(control_stop[1], "x", 1);
+		pthread_join(control_thread, NULL);
+		control_running = false;
+	}
+	if (control_fd >= 0) {
+		close(control_fd);
+		(void)unlink(control_path);
+	}
+	if (control_stop[0] >= 0) {
+		close(control_stop[0]);
+		close(control_stop[1]);
+	}
+	control_fd = control_stop[0] = control_stop[1] = -1;
 }
 
 /* ---- start-up: open and check the disk before serving anyone ------------ */
@@ -366,18 +560,23 @@ static int vmcrypt_after_fork(nbdkit_backend *backend)
 	nbdkit_debug("vmcrypt: disk open, %" PRIu64 " bytes, %u-byte sectors%s",
 		     vc_disk_size(disk), vc_disk_sector_size(disk),
 		     plugin_rdonly ? ", read-only container" : "");
-	return online_rekey ? start_online_rekey() : 0;
+	if (online_rekey) {
+		pthread_mutex_lock(&rekey_lock);
+		r = start_online_rekey(&err);
+		pthread_mutex_unlock(&rekey_lock);
+		if (r < 0) {
+			nbdkit_error("vmcrypt: %s", vc_error_msg(&err));
+			return -1;
+		}
+	}
+	return control_path ? start_control() : 0;
 }
 
 static void vmcrypt_cleanup(nbdkit_backend *backend)
 {
 	(void)backend;
-	if (rekey_running) {
-		/* Stop between two steps: the next start resumes. */
-		rekey_stop = true;
-		pthread_join(rekey_thread, NULL);
-		rekey_running = false;
-	}
+	stop_control();
+	stop_online_rekey();
 	vc_disk_close(disk);
 	disk = NULL;
 	if (shared_next) {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Writes the seed corpora of the fuzz harnesses (fuzz/corpus/): disks with
  * the library itself, on memory disks keyed by the harness's fixed KEK,
- * and the manager's API requests. */
+ * the manager's API requests and the filter's control lines. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -12,6 +12,7 @@
 #include "fuzz.h"
 #include "memio.h"
 #include "vc_crypto.h"
+#include "vc_ctl.h"
 #include "vc_disk.h"
 
 /* A seed is the start of a container: both header copies and a little
@@ -484,6 +485,56 @@ static void api_seeds(void)
 	put_file("api_request", "empty", "", 0);
 }
 
+static void put_ctl(const char *name, const char *line)
+{
+	put_file("ctl", name, line, strlen(line));
+}
+
+/* Control-channel lines, written out by hand from vc_ctl.h rather than
+ * with vc_ctl_format_status, so that a change of format shows. */
+static void ctl_seeds(void)
+{
+	char line[VC_CTL_LINE_MAX];
+	int n;
+
+	put_ctl("cmd-status", "status\n");
+	put_ctl("cmd-rekey-deep", "rekey-deep");
+	put_ctl("cmd-two-lines", "status\nstatus\n");
+	put_file("ctl", "cmd-nul", "status\0\n", 8);
+	put_ctl("idle", "ok state=idle progress=0 total=2048 generation=1\n");
+	put_ctl("running", "ok state=running progress=1000 total=2048 generation=2\n");
+	put_ctl("done-max", "ok state=done progress=18446744073709551615 "
+		"total=18446744073709551615 generation=18446744073709551615");
+	put_ctl("failed", "ok state=failed progress=17 total=2048 generation=3 "
+		"error=write sector 17: Input/output error\n");
+	put_ctl("failed-empty-error", "ok state=failed progress=0 total=0 generation=0 error=\n");
+	n = snprintf(line, sizeof line, "ok state=failed progress=1 total=2 generation=3 error=");
+	memset(line + n, 'x', sizeof line - 2 - (size_t)n);
+	line[sizeof line - 2] = '\n';
+	line[sizeof line - 1] = '\0';
+	put_ctl("failed-long-error", line);
+	put_ctl("error-reply", "error rekey already running\n");
+	put_ctl("bad-progress-beyond-total", "ok state=running progress=5 total=4 generation=1\n");
+	put_ctl("bad-overflow", "ok state=idle progress=0 total=18446744073709551616 generation=1\n");
+	put_ctl("bad-order", "ok state=idle total=0 progress=0 generation=0\n");
+	put_ctl("bad-missing-error", "ok state=failed progress=0 total=0 generation=0\n");
+	put_ctl("bad-trailing", "ok state=idle progress=0 total=0 generation=0 x\n");
+	put_ctl("bad-control-byte", "ok state=failed progress=0 total=0 generation=0 error=a\tb\n");
+	put_ctl("bad-state", "ok state=paused progress=0 total=0 generation=0\n");
+	put_file("ctl", "empty", "", 0);
+
+	/* For the harness's other reading of its input, as a status struct:
+	 * 0x80 = FAILED with small numbers (progress 5, total 10), then
+	 * the generation and an error text with bytes format must replace. */
+	memset(line, 0, sizeof line);
+	line[0] = (char)0x80;
+	line[1] = 5;
+	line[9] = 10;
+	line[17] = 7;
+	memcpy(line + 25, "disk\x01\n\x7f\xff gone", 13);
+	put_file("ctl", "struct-failed-binary", line, 25 + 13);
+}
+
 /* Which corpora to write: all, or those named after the directory. */
 static bool wanted(int argc, char **argv, const char *name)
 {
@@ -497,7 +548,7 @@ static bool wanted(int argc, char **argv, const char *name)
 
 int main(int argc, char **argv)
 {
-	static const char *const names[] = { "disk_header", "key_input", "api_request" };
+	static const char *const names[] = { "disk_header", "key_input", "api_request", "ctl" };
 	uint8_t k[FUZZ_KEK_LEN];
 	struct vc_error err = { 0 };
 	char *sub;
@@ -526,6 +577,8 @@ int main(int argc, char **argv)
 		key_seeds();
 	if (wanted(argc, argv, "api_request"))
 		api_seeds();
+	if (wanted(argc, argv, "ctl"))
+		ctl_seeds();
 	vc_secret_free(kek);
 	return 0;
 }

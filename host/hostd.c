@@ -28,6 +28,7 @@
 #include <openssl/x509.h>
 
 #include "hostd.h"
+#include "vm.h"
 #include "request.h"
 #include "vc_crypto.h"
 #include "vc_encode.h"
@@ -506,6 +507,9 @@ static const struct {
 	{ EVHTTP_REQ_POST, "/api/v1/vms/{uuid}/clone", false, vm_clone_f, h_vm_clone },
 	{ EVHTTP_REQ_POST, "/api/v1/vms/{uuid}/disks/{n}/rekey-deep", false, NULL,
 	  h_vm_rekey_deep_disk },
+	{ EVHTTP_REQ_GET, "/api/v1/vms/{uuid}/disks/{n}/rekey", false, NULL, h_vm_rekey_status },
+	{ EVHTTP_REQ_POST, "/api/v1/vms/{uuid}/power-on", false, NULL, h_vm_power_on },
+	{ EVHTTP_REQ_POST, "/api/v1/vms/{uuid}/power-off", false, NULL, h_vm_power_off },
 };
 
 static void serve(struct hreq *r)
@@ -582,6 +586,29 @@ static void on_request(struct evhttp_request *er, void *arg)
 }
 
 /* ---- start, run, stop ---- */
+/* The I/O filter of a build tree (host/vmcrypt-hostd beside
+ * filter/nbdkit-vmcrypt-filter.so), else the installed one. */
+static char *default_filter(void)
+{
+	static char path[PATH_MAX + 64];
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	char *slash;
+
+	if (n > 0) {
+		exe[n] = '\0';
+		slash = strrchr(exe, '/');
+		if (slash) {
+			*slash = '\0';
+			snprintf(path, sizeof path, "%s/../filter/nbdkit-vmcrypt-filter.so", exe);
+			if (access(path, R_OK) == 0)
+				return path;
+		}
+	}
+	snprintf(path, sizeof path, "%s", VMCRYPT_FILTER_DIR "/nbdkit-vmcrypt-filter.so");
+	return access(path, R_OK) == 0 ? path : NULL;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -590,6 +617,10 @@ static void usage(FILE *f)
 		"  --listen ADDR:PORT  HTTPS address for the manager (default 127.0.0.1:7443;\n"
 		"                      port 0 picks one, printed when ready)\n"
 		"  --datastore DIR     where VM folders live (default DATA-DIR/datastore)\n"
+		"  --run-dir DIR       disk servers' sockets, pid files and logs of powered-on\n"
+		"                      VMs (default DATA-DIR/run; socket paths must stay short)\n"
+		"  --nbdkit-filter SO  the vmcrypt I/O filter (default: next to this program in\n"
+		"                      a build tree, else nbdkit's filter directory)\n"
 		"On first start it prints a one-time join token; a manager adds the host with\n"
 		"that token and the host's certificate thumbprint, and from then on the host\n"
 		"answers only that manager's certificate. Keys pushed by the manager are held\n"
@@ -680,6 +711,15 @@ static int prepare(struct hostd *h, SSL_CTX **ctx, int *lockfd, struct vc_error 
 	ret = vms_load(h, err);
 	if (ret < 0)
 		return ret;
+	if (!h->run_dir) {
+		static char rd[PATH_MAX];
+
+		snprintf(rd, sizeof rd, "%s/run", h->data_dir);
+		h->run_dir = rd;
+	}
+	if (!h->filter_path)
+		h->filter_path = default_filter();
+	power_adopt(h);
 	/* No session resumption: a resumed session would skip verify_peer
 	 * (and one from before the claim must never count after it). */
 	SSL_CTX_set_session_cache_mode(*ctx, SSL_SESS_CACHE_OFF);
@@ -757,6 +797,7 @@ static int run(struct hostd *h, struct vc_error *err)
 	if (base)
 		event_base_free(base);
 	SSL_CTX_free(ctx);
+	power_stop_all(h);
 	keys_flush(h);
 	vms_free(h);
 	if (lockfd >= 0)
@@ -770,6 +811,8 @@ int main(int argc, char **argv)
 		{ "data-dir", required_argument, NULL, 'd' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "datastore", required_argument, NULL, 's' },
+		{ "run-dir", required_argument, NULL, 'r' },
+		{ "nbdkit-filter", required_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
@@ -792,6 +835,12 @@ int main(int argc, char **argv)
 			break;
 		case 's':
 			h.datastore = optarg;
+			break;
+		case 'r':
+			h.run_dir = optarg;
+			break;
+		case 'f':
+			h.filter_path = optarg;
 			break;
 		case 'h':
 			usage(stdout);

@@ -29,6 +29,8 @@ struct cached_key {
 
 struct hostd {
 	char *data_dir, *listen;
+	/* Disk servers: their sockets, pid files and logs; the I/O filter. */
+	char *run_dir, *filter_path;
 	/* Persistent state (host.json). */
 	char host_id[VC_UUID_STR_LEN];
 	bool claimed;
@@ -94,6 +96,10 @@ void h_vm_register(struct hreq *r);
 void h_vm_delete(struct hreq *r);
 void h_vm_clone(struct hreq *r);
 void h_vm_rekey_deep_disk(struct hreq *r);
+/* power.c */
+void h_vm_power_on(struct hreq *r);
+void h_vm_power_off(struct hreq *r);
+void h_vm_rekey_status(struct hreq *r);
 extern const struct vc_field vm_create_f[], vm_encrypt_f[], vm_disk_f[], vm_register_f[],
 	vm_clone_f[];
 

@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "hostd.h"
+#include "vm.h"
 #include "vc_crypto.h"
 #include "vc_disk.h"
 #include "vc_encode.h"
@@ -30,47 +31,22 @@
 #include "vc_vmfile.h"
 #include "vc_wrap.h"
 
-#define DISKS_MAX 16
-#define DISK_MAX_BYTES ((uint64_t)1 << 40)
-#define NVRAM_BYTES (128 * 1024)
 #define EXPORT_MAX ((uint64_t)256 << 20)
 #define COPY_CHUNK ((size_t)1 << 20)
 #define VM_KEY_FORMAT "vmcrypt-vm-key/1"
-
-struct vm_disk {
-	char file[32];
-	uint64_t size;
-	bool encrypted;
-};
-
-struct vm {
-	char uuid[VC_UUID_STR_LEN];
-	char name[VC_REQ_NAME_MAX + 1];
-	bool encrypted;                       /* VM key made, nvram sealed */
-	char provider[VC_REQ_NAME_MAX + 1];   /* its KEK, once it has one */
-	char key_id[VC_REQ_PARAM_MAX];
-	char wrapped_key[128];                /* base64 of the wrapped VM key */
-	char next_provider[VC_REQ_NAME_MAX + 1]; /* a shallow rekey under way */
-	char next_key_id[VC_REQ_PARAM_MAX];
-	char nvram[32];
-	struct vm_disk disks[DISKS_MAX];
-	size_t ndisks;
-	char error[VC_ERROR_MSG_MAX];         /* a folder that could not be read */
-	struct vm *next;
-};
 
 static void vm_dir(struct hostd *h, const struct vm *v, char *out, size_t len)
 {
 	snprintf(out, len, "%s/%s", h->datastore, v->uuid);
 }
 
-static void vm_path(struct hostd *h, const struct vm *v, const char *file, char *out,
+void vm_path(struct hostd *h, const struct vm *v, const char *file, char *out,
 		    size_t len)
 {
 	snprintf(out, len, "%s/%s/%s", h->datastore, v->uuid, file);
 }
 
-static bool needs_key(const struct vm *v)
+bool needs_key(const struct vm *v)
 {
 	if (v->encrypted)
 		return true;
@@ -80,7 +56,7 @@ static bool needs_key(const struct vm *v)
 	return false;
 }
 
-static const struct vc_secret *cached(struct hostd *h, const char *prov, const char *id,
+const struct vc_secret *cached(struct hostd *h, const char *prov, const char *id,
 				      struct vc_error *err)
 {
 	struct cached_key *k = prov[0] ? key_find(h, prov, id) : NULL;
@@ -100,7 +76,7 @@ static const struct vc_secret *vm_kek(struct hostd *h, const struct vm *v, struc
 }
 
 /* Every key the VM needs: its KEK and, during a rekey, the next one. */
-static bool keys_present(struct hostd *h, const struct vm *v, struct vc_error *err)
+bool keys_present(struct hostd *h, const struct vm *v, struct vc_error *err)
 {
 	if (!vm_kek(h, v, err))
 		return false;
@@ -122,7 +98,7 @@ static const struct vc_secret *disk_kek(struct hostd *h, int fd, const char *pat
 	return cached(h, in.slot[0].provider, in.slot[0].key_id, err);
 }
 
-static json_t *vm_json(struct hostd *h, const struct vm *v)
+static json_t *vm_json_full(struct hostd *h, struct vm *v, bool detail)
 {
 	struct vc_error err = { 0 };
 	json_t *disks = json_array(), *j;
@@ -157,7 +133,13 @@ static json_t *vm_json(struct hostd *h, const struct vm *v)
 		json_object_set_new(j, "reason", json_string(v->error));
 	else if (!strcmp(state, "locked"))
 		json_object_set_new(j, "reason", json_string(vc_error_msg(&err)));
+	power_json(h, v, j, detail);
 	return j;
+}
+
+json_t *vm_json(struct hostd *h, struct vm *v)
+{
+	return vm_json_full(h, v, false);
 }
 
 json_t *vms_json(struct hostd *h)
@@ -274,7 +256,7 @@ static int vm_parse(json_t *j, struct vm *v)
 	return 0;
 }
 
-static struct vm *vm_find(struct hostd *h, const char *uuid)
+struct vm *vm_find(struct hostd *h, const char *uuid)
 {
 	for (struct vm *v = h->vms; v; v = v->next)
 		if (!strcmp(v->uuid, uuid))
@@ -458,7 +440,8 @@ static void remove_vm_files(struct hostd *h, const struct vm *v)
 }
 
 /* ---- handlers ---- */
-static struct vm *path_vm(struct hreq *r)
+/* The VM a call names, in any power state; NULL after a reply. */
+struct vm *path_vm_any(struct hreq *r)
 {
 	struct vm *v = vm_find(r->h, r->param[0]);
 
@@ -469,6 +452,14 @@ static struct vm *path_vm(struct hreq *r)
 		v = NULL;
 	}
 	return v;
+}
+
+/* The VM a call that changes its files names: it must be off. */
+static struct vm *path_vm(struct hreq *r)
+{
+	struct vm *v = path_vm_any(r);
+
+	return v && power_refuse_on(r, v) ? NULL : v;
 }
 
 void h_vms_list(struct hreq *r)
@@ -499,7 +490,7 @@ void h_vm_get(struct hreq *r)
 	if (!v)
 		reply_error(r, 404, "not_found", "no VM %s on this host", r->param[0]);
 	else
-		reply_json(r, 200, vm_json(r->h, v));
+		reply_json(r, 200, vm_json_full(r->h, v, true));
 }
 
 static const struct vc_field enc_f[] = {
@@ -1278,6 +1269,8 @@ void h_vm_unregister(struct hreq *r)
 		reply_error(r, 404, "not_found", "no VM %s on this host", r->param[0]);
 		return;
 	}
+	if (power_refuse_on(r, v))
+		return;
 	vc_log(VC_LOG_INFO, "VM %s unregistered", v->uuid);
 	vm_unlink(r->h, v);
 	evhttp_send_reply(r->er, 204, NULL, NULL);
@@ -1331,6 +1324,8 @@ void h_vm_delete(struct hreq *r)
 		reply_error(r, 404, "not_found", "no VM %s on this host", r->param[0]);
 		return;
 	}
+	if (power_refuse_on(r, v))
+		return;
 	/* vm.json first: a crash halfway leaves no VM, only stray files. */
 	vm_path(r->h, v, "vm.json", path, sizeof path);
 	if (unlink(path) < 0 && errno != ENOENT) {
@@ -1541,7 +1536,7 @@ void h_vm_clone(struct hreq *r)
  * calling this again. */
 void h_vm_rekey_deep_disk(struct hreq *r)
 {
-	struct vm *v = path_vm(r);
+	struct vm *v = path_vm_any(r);
 	struct vc_error err = { 0 };
 	char path[PATH_MAX];
 	struct vc_file f = { .name = path, .fd = -1 };
@@ -1564,6 +1559,11 @@ void h_vm_rekey_deep_disk(struct hreq *r)
 	}
 	if (!v->disks[n].encrypted) {
 		reply_error(r, 409, "conflict", "disk %lu of VM %s is not encrypted", n, v->uuid);
+		return;
+	}
+	/* In use: its server's I/O filter rekeys it while the guest writes. */
+	if (v->powered) {
+		power_rekey_deep(r, v, n);
 		return;
 	}
 	vm_path(r->h, v, v->disks[n].file, path, sizeof path);

@@ -67,6 +67,8 @@ void api_vm_create(struct req *r);
 void api_vm_get(struct req *r);
 void api_vm_encrypt(struct req *r);
 void api_vm_rekey(struct req *r);
+void api_vm_power_on(struct req *r);
+void api_vm_power_off(struct req *r);
 void api_vm_decrypt(struct req *r);
 void api_vm_delete(struct req *r);
 void api_vm_move(struct req *r);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "api.h"
 #include "hostclient.h"
@@ -836,15 +837,62 @@ static void run_rekey(struct mgr *m, struct mgr_task *t)
 					    "old_key_id", vr.key_id), NULL);
 }
 
-/* Deep: a new DEK for every disk under the same KEK, data re-encrypted. */
+/* Deep: a new DEK for every disk under the same KEK, data re-encrypted.
+ * A disk in use (the VM powered on) is rekeyed by its server's I/O filter
+ * while the guest writes: the host answers at once and the task follows
+ * the filter's progress until it completes. */
+static int rekey_online_wait(struct mgr *m, struct mgr_task *t, const struct vm_ref *vr, size_t i,
+			     size_t n, json_t *st, struct vc_error *err)
+{
+	const struct timespec poll_every = { 0, 250 * 1000 * 1000 };
+	char path[200];
+	int ret = 0;
+
+	snprintf(path, sizeof path, "/api/v1/vms/%s/disks/%zu/rekey", vr->uuid, i);
+	json_incref(st);
+	for (;;) {
+		const char *state = json_string_value(json_object_get(st, "state"));
+		json_int_t done = json_integer_value(json_object_get(st, "progress"));
+		json_int_t total = json_integer_value(json_object_get(st, "total"));
+
+		if (!state) {
+			ret = vc_error_set(err, -EPROTO, "host %s: no rekey state", vr->host.address);
+			break;
+		}
+		if (!strcmp(state, "done"))
+			break;
+		if (!strcmp(state, "failed")) {
+			ret = vc_error_set(err, -EIO, "disk %zu: online deep rekey failed: %s", i,
+					   json_string_value(json_object_get(st, "error")));
+			break;
+		}
+		if (strcmp(state, "running")) {
+			ret = vc_error_set(err, -EINTR, "disk %zu: the online deep rekey stopped (its "
+					   "server stopped): run the rekey again to resume it", i);
+			break;
+		}
+		if (total > 0)
+			task_progress(m, t, 5 + (int)((90 * (json_int_t)i + 90 * done / total) /
+						      (json_int_t)(n ? n : 1)));
+		nanosleep(&poll_every, NULL);
+		json_decref(st);
+		st = NULL;
+		ret = host_do(m, vr->host.address, vr->host.pin, "GET", path, NULL, &st, err);
+		if (ret < 0)
+			break;
+	}
+	json_decref(st);
+	return ret;
+}
+
 static void run_rekey_deep(struct mgr *m, struct mgr_task *t)
 {
 	const char *vm_id = json_string_value(json_object_get(t->arg, "vm"));
 	struct vc_error err = { 0 };
 	struct vm_ref vr;
 	char path[200];
-	json_t *vm = NULL, *d;
-	size_t i, n, done = 0;
+	json_t *vm = NULL, *d, *resp;
+	size_t i, n, done = 0, online = 0;
 	int ret;
 
 	pthread_mutex_lock(&m->lock);
@@ -861,7 +909,13 @@ static void run_rekey_deep(struct mgr *m, struct mgr_task *t)
 			continue;
 		task_progress(m, t, 5 + (int)(90 * i / (n ? n : 1)));
 		snprintf(path, sizeof path, "/api/v1/vms/%s/disks/%zu/rekey-deep", vr.uuid, i);
-		ret = host_do(m, vr.host.address, vr.host.pin, "POST", path, NULL, NULL, &err);
+		resp = NULL;
+		ret = host_do(m, vr.host.address, vr.host.pin, "POST", path, NULL, &resp, &err);
+		if (ret == 0 && json_is_true(json_object_get(resp, "online"))) {
+			online++;
+			ret = rekey_online_wait(m, t, &vr, i, n, resp, &err);
+		}
+		json_decref(resp);
 		done += ret == 0;
 	}
 	json_decref(vm);
@@ -869,14 +923,78 @@ static void run_rekey_deep(struct mgr *m, struct mgr_task *t)
 	ev_log(m, t->user, "vm.rekey", vm_id, vr.provider[0] ? vr.provider : NULL,
 	       vr.key_id[0] ? vr.key_id : NULL,
 	       ret == 0 ? EV_OK : EV_FAIL, "deep rekey of VM %s: new data keys for %zu disks "
-	       "under key %s%s%s", vm_id, done, vr.key_id, ret ? ": " : "",
+	       "(%zu in use) under key %s%s%s", vm_id, done, online, vr.key_id, ret ? ": " : "",
 	       ret ? vc_error_msg(&err) : "");
 	pthread_mutex_unlock(&m->lock);
 	if (ret < 0)
 		task_finish(m, t, NULL, vc_error_msg(&err));
 	else
-		task_finish(m, t, json_pack("{s:s,s:s,s:b,s:I}", "vm", vm_id, "key_id", vr.key_id,
-					    "deep", 1, "disks", (json_int_t)done), NULL);
+		task_finish(m, t, json_pack("{s:s,s:s,s:b,s:I,s:I}", "vm", vm_id, "key_id", vr.key_id,
+					    "deep", 1, "disks", (json_int_t)done, "online",
+					    (json_int_t)online), NULL);
+}
+
+/* ---- power on, power off ---- */
+/* The host serves the VM's disks (through the I/O filter when encrypted);
+ * an encrypted VM needs its keys in the host's cache, which the
+ * reconciliation keeps filled. */
+static void run_power(struct mgr *m, struct mgr_task *t)
+{
+	const char *vm_id = json_string_value(json_object_get(t->arg, "vm"));
+	bool on = json_is_true(json_object_get(t->arg, "on"));
+	struct vc_error err = { 0 };
+	struct vm_ref vr;
+	char path[200];
+	json_t *live = NULL;
+	int ret;
+
+	pthread_mutex_lock(&m->lock);
+	ret = vm_ref_get(m, vm_id, &vr, &err);
+	pthread_mutex_unlock(&m->lock);
+	task_progress(m, t, 10);
+	snprintf(path, sizeof path, "/api/v1/vms/%s/power-%s", vr.uuid, on ? "on" : "off");
+	if (ret == 0)
+		ret = host_do(m, vr.host.address, vr.host.pin, "POST", path, NULL, &live, &err);
+	pthread_mutex_lock(&m->lock);
+	ev_log(m, t->user, on ? "vm.power-on" : "vm.power-off", vm_id,
+	       vr.provider[0] ? vr.provider : NULL, vr.key_id[0] ? vr.key_id : NULL,
+	       ret == 0 ? EV_OK : EV_FAIL, "%s VM %s%s%s", ret == 0 ? (on ? "powered on" :
+	       "powered off") : (on ? "failed to power on" : "failed to power off"), vm_id,
+	       ret ? ": " : "", ret ? vc_error_msg(&err) : "");
+	pthread_mutex_unlock(&m->lock);
+	if (ret < 0)
+		task_finish(m, t, NULL, vc_error_msg(&err));
+	else
+		task_finish(m, t, json_pack("{s:s,s:O}", "vm", vm_id, "live", live), NULL);
+	json_decref(live);
+}
+
+static void vm_power(struct req *r, bool on)
+{
+	struct vc_store_vm v;
+	struct vc_error err = { 0 };
+	char id[40];
+	int ret = vc_store_vm_get(r->m->st, r->param[0], &v, &err);
+
+	if (ret == 0) {
+		free(v.mem);
+		ret = task_queue(r->m, r->user, on ? "vm.power-on" : "vm.power-off", run_power,
+				 json_pack("{s:s,s:b}", "vm", r->param[0], "on", on), NULL, id, &err);
+	}
+	if (ret < 0)
+		reply_errno(r, ret, &err);
+	else
+		reply_json(r, 202, json_pack("{s:s}", "task", id));
+}
+
+void api_vm_power_on(struct req *r)
+{
+	vm_power(r, true);
+}
+
+void api_vm_power_off(struct req *r)
+{
+	vm_power(r, false);
 }
 
 void api_vm_rekey(struct req *r)
@@ -1066,6 +1184,8 @@ static void get_done(struct req *r, void *arg)
 	if (j->ret == 0) {
 		json_object_set_new(out, "state", json_incref(json_object_get(live, "state")));
 		json_object_set_new(out, "disks", json_incref(json_object_get(live, "disks")));
+		if (json_object_get(live, "power"))
+			json_object_set_new(out, "power", json_incref(json_object_get(live, "power")));
 		if (json_object_get(live, "reason")) {
 			const char *why = j->key_id[0] ? key_issue_get(r->m, j->key_id) : NULL;
 			char msg[1024];

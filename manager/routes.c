@@ -160,7 +160,14 @@ const struct route mgr_routes[] = {
 	{ POST, "/api/v1/vms/{id}/decrypt", P(CRYPTO_DECRYPT), OBJ_PARAM, NULL, NULL,
 	  api_vm_decrypt, "decrypt a VM: every disk and the nvram back to plaintext (a task)" },
 	{ POST, "/api/v1/vms/{id}/rekey", P(CRYPTO_RECRYPT), OBJ_PARAM, vm_rekey_f, NULL,
-	  api_vm_rekey, "shallow rekey: a new KEK rewraps every DEK and the VM key (a task)" },
+	  api_vm_rekey, "shallow rekey: a new KEK rewraps every DEK and the VM key; with "
+	  "deep, new DEKs and every sector re-encrypted, by the I/O filter while the VM is "
+	  "powered on (a task)" },
+	{ POST, "/api/v1/vms/{id}/power-on", P(VM_POWER_ON), OBJ_PARAM, NULL, NULL,
+	  api_vm_power_on, "power a VM on: its host serves each disk over NBD, through the "
+	  "I/O filter when encrypted (a task)" },
+	{ POST, "/api/v1/vms/{id}/power-off", P(VM_POWER_OFF), OBJ_PARAM, NULL, NULL,
+	  api_vm_power_off, "power a VM off: its disk servers stop (a task)" },
 	{ POST, "/api/v1/vms/{id}/disks", P(VM_ADD_NEW_DISK), OBJ_PARAM, disk_f, NULL,
 	  api_vm_add_disk, "add a disk (on an encrypted VM also Cryptographer.AddDisk: it "
 	  "gets its own DEK wrapped by the VM's KEK)" },

@@ -62,6 +62,7 @@ NOCRYPTO_ALLOWED = [
     ("GET", "/api/v1/tasks", None), ("GET", "/api/v1/events", None),
     ("GET", "/api/v1/hosts", None), ("GET", "/api/v1/hosts/{}", None),
     ("POST", "/api/v1/hosts", None),
+    ("POST", "/api/v1/vms/{}/power-on", None), ("POST", "/api/v1/vms/{}/power-off", None),
 ]
 
 # Reads the Read-only role must be able to do whatever the route table says.
@@ -505,6 +506,18 @@ def r_vm_decrypt(ctx, who, kind):
     return Req(f"/api/v1/vms/{vm}/decrypt", ok=(202,), denied_check=check)
 
 
+def r_vm_power(on):
+    def make(ctx, who, kind):
+        vm = ctx.new_vm()
+        n = _task_count(ctx)
+
+        def check():
+            assert _task_count(ctx) == n, "a refused call queued a task"
+        return Req(f"/api/v1/vms/{vm}/power-{'on' if on else 'off'}", ok=(202,),
+                   denied_check=check)
+    return make
+
+
 # Routes whose success needs a second privilege on another object (the
 # route's own one is still what a refusal names): moving a VM also needs
 # VirtualMachine.Inventory.Register on the target host.
@@ -609,6 +622,8 @@ MATRIX = {
     ("POST", "/api/v1/vms/{}/encrypt"): r_vm_encrypt,
     ("POST", "/api/v1/vms/{}/rekey"): r_vm_rekey,
     ("POST", "/api/v1/vms/{}/decrypt"): r_vm_decrypt,
+    ("POST", "/api/v1/vms/{}/power-on"): r_vm_power(True),
+    ("POST", "/api/v1/vms/{}/power-off"): r_vm_power(False),
     ("DELETE", "/api/v1/vms/{}"): r_vm_delete,
     ("POST", "/api/v1/vms/{}/move"): r_vm_move,
     ("POST", "/api/v1/vms/{}/clone"): r_vm_clone,

@@ -122,16 +122,23 @@ def stack(request, tmp_path_factory):
         setup_host(s)
         yield s
     finally:
-        errors = []
-        for what, stop in (("agent", lambda: s.agent and s.agent.stop()),
-                           ("manager", lambda: s.mgr and s.mgr.stop())):
-            try:
-                stop()
-            except Exception as e:      # report both, and still stop the servers
-                errors.append(f"{what}: {e}")
+        errors = stop_servers(s)
         if s.cluster is not None:
             s.cluster.stop()
         assert not errors, "\n".join(errors)
+
+
+def stop_servers(s):
+    """Stop the agent and the manager; what went wrong with each, so that
+    both are stopped whatever happens to the first."""
+    errors = []
+    for what, stop in (("agent", lambda: s.agent and s.agent.stop()),
+                       ("manager", lambda: s.mgr and s.mgr.stop())):
+        try:
+            stop()
+        except Exception as e:
+            errors.append(f"{what}: {e}")
+    return errors
 
 
 def setup_provider(s):

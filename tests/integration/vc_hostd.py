@@ -90,8 +90,9 @@ class Hostd(Daemon):
     drained by a thread into self.lines (all runs; self.runs[i] is where
     run i starts)."""
 
-    def __init__(self, data_dir, wrapper=(), datastore=None):
+    def __init__(self, data_dir, wrapper=(), datastore=None, run_dir=None):
         super().__init__(data_dir)
+        self.run_dir = run_dir          # None: <data dir>/run
         self.wrapper = list(wrapper)    # a command that runs the agent (limits)
         self.datastore = datastore      # None: <data dir>/datastore
         self.last_port = None       # kept by restarts
@@ -127,7 +128,8 @@ class Hostd(Daemon):
         # A restart keeps the address the manager knows the host by.
         return self.wrapper + [hostd_path(), "--data-dir", self.dir, "--listen",
                                f"127.0.0.1:{self.last_port or 0}"] + (
-                                   ["--datastore", self.datastore] if self.datastore else [])
+                                   ["--datastore", self.datastore] if self.datastore else []) + (
+                                   ["--run-dir", self.run_dir] if self.run_dir else [])
 
     NAME = "vmcrypt-hostd"
     Error = HostdError

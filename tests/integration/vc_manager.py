@@ -134,6 +134,7 @@ class Daemon:
         self.exit_codes = []
         self._lock = threading.Lock()
         self._drain = None
+        self.extra_env = {}          # added to daemon_env() for this daemon
 
     def argv(self):
         raise NotImplementedError
@@ -160,7 +161,8 @@ class Daemon:
         self.reset()
         self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     env=daemon_env(), close_fds=True)
+                                     env=dict(daemon_env(), **self.extra_env),
+                                     close_fds=True)
         fd = self.proc.stderr.fileno()
         buf = b""
         deadline = time.monotonic() + timeout
