@@ -71,6 +71,7 @@ static const struct optdef {
 	[O_DISK] = { "disk", required_argument, F_REPEAT, O_NONE, NULL },
 	[O_POLICY] = { "policy", required_argument, 0, O_NONE, NULL },
 	[O_DEEP] = { "deep", no_argument, 0, O_NONE, NULL },
+	[O_VTPM] = { "vtpm", no_argument, 0, O_NONE, NULL },
 };
 
 /* getopt values: past every character option. */

@@ -39,6 +39,9 @@ static int print_vm(struct mgr *m, const json_t *j)
 	mgr_kv("state", "%s", mgr_str(j, "state"));
 	if (*mgr_str(j, "power"))
 		mgr_kv("power", "%s", mgr_str(j, "power"));
+	if (mgr_bool(j, "vtpm"))
+		mgr_kv("vtpm", "%s", *mgr_str(json_object_get(j, "tpm"), "socket")
+			? mgr_str(json_object_get(j, "tpm"), "socket") : "yes");
 	if (*mgr_str(j, "reason"))
 		mgr_kv("reason", "%s", mgr_str(j, "reason"));
 	json_array_foreach(json_object_get(j, "disks"), i, d) {
@@ -116,6 +119,8 @@ static int vm_create(struct mgr *m, const struct margs *a)
 	}
 	body = json_pack("{s:s,s:s,s:s,s:o,s:s*}", "name", a->arg[0], "host", host, "parent",
 			 parent ? parent : host, "disks", disks, "policy", mgr_opt(a, O_POLICY));
+	if (body && mgr_has(a, O_VTPM))
+		json_object_set_new(body, "vtpm", json_true());
 	if (!body)
 		return mgr_bad_body(m);
 	r = mgr_call(m, "POST", "/vms", body, &resp);
@@ -279,11 +284,12 @@ static int vm_add_disk(struct mgr *m, const struct margs *a)
 static const struct mgr_sub vm_subs[] = {
 	{ "list", 0, 0, 0, 0, vm_list, "", NULL },
 	{ "show", 1, 0, 0, 0, vm_show, "ID   (with its state on its host: ready, locked)", NULL },
-	{ "create", 1, OPT(O_HOST) | OPT(O_PARENT) | OPT(O_DISK) | OPT(O_POLICY), OPT(O_HOST), 0,
-	  vm_create,
-	  "NAME --host HOST-ID [--disk SIZE]... [--policy NAME] [--parent ID]\n"
+	{ "create", 1, OPT(O_HOST) | OPT(O_PARENT) | OPT(O_DISK) | OPT(O_POLICY) | OPT(O_VTPM),
+	  OPT(O_HOST), 0, vm_create,
+	  "NAME --host HOST-ID [--disk SIZE]... [--policy NAME] [--vtpm] [--parent ID]\n"
 	  "        An encrypting policy makes it encrypted from the start (a new key in\n"
-	  "        the policy's provider). Parent: a folder, cluster or the host (default).",
+	  "        the policy's provider); --vtpm gives it a TPM 2.0 (needs such a policy).\n"
+	  "        Parent: a folder, cluster or the host (default).",
 	  NULL },
 	{ "encrypt", 1, OPT(O_POLICY), OPT(O_POLICY), 0, vm_encrypt,
 	  "ID --policy NAME   (every disk and the nvram, with a progress bar)", NULL },

@@ -32,7 +32,7 @@
 #define STOP_TIMEOUT_MS 30000
 #define CTL_TIMEOUT_MS 5000
 
-static void pause_ms(long ms)
+void pause_ms(long ms)
 {
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
 
@@ -40,7 +40,7 @@ static void pause_ms(long ms)
 		;
 }
 
-static long long now_ms(void)
+long long now_ms(void)
 {
 	struct timespec ts;
 
@@ -48,13 +48,19 @@ static long long now_ms(void)
 	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
-/* run/<uuid>.<n>.<ext>; -ENAMETOOLONG when a socket path would not fit. */
-static int run_file(struct hostd *h, const struct vm *v, size_t n, const char *ext, char *out,
-		    size_t len, struct vc_error *err)
+/* run/<uuid>.<n>.<ext> for disk n, run/<uuid>.tpm.<ext> for the vTPM
+ * (n == VM_TPM); -ENAMETOOLONG when a socket path would not fit. */
+int run_file(struct hostd *h, const struct vm *v, size_t n, const char *ext, char *out,
+	     size_t len, struct vc_error *err)
 {
-	char path[PATH_MAX];
-	int k = snprintf(path, sizeof path, "%s/%s.%zu.%s", h->run_dir, v->uuid, n, ext);
+	char path[PATH_MAX], unit[24];
+	int k;
 
+	if (n == VM_TPM)
+		snprintf(unit, sizeof unit, "tpm");
+	else
+		snprintf(unit, sizeof unit, "%zu", n);
+	k = snprintf(path, sizeof path, "%s/%s.%s.%s", h->run_dir, v->uuid, unit, ext);
 	if (k < 0 || (size_t)k >= len || (size_t)k >= sizeof path)
 		return vc_error_set(err, -ENAMETOOLONG, "run directory %s: path of %s too long for "
 				    "a socket (start the agent with a shorter --run-dir)",
@@ -63,9 +69,25 @@ static int run_file(struct hostd *h, const struct vm *v, size_t n, const char *e
 	return 0;
 }
 
-static void remove_run_files(struct hostd *h, const struct vm *v, size_t n)
+int srv_paths(struct hostd *h, const struct vm *v, size_t n, const char *sock_ext, bool ctl,
+	      struct vm_srv *s, char pidf[PATH_MAX], char logf[PATH_MAX], struct vc_error *err)
 {
-	static const char *const ext[] = { "nbd", "ctl", "pid", "log" };
+	int ret;
+
+	memset(s, 0, sizeof *s);
+	ret = run_file(h, v, n, sock_ext, s->sock, sizeof s->sock, err);
+	if (ret == 0 && ctl)
+		ret = run_file(h, v, n, "ctl", s->ctl, sizeof s->ctl, err);
+	if (ret == 0)
+		ret = run_file(h, v, n, "pid", pidf, PATH_MAX, err);
+	if (ret == 0)
+		ret = run_file(h, v, n, "log", logf, PATH_MAX, err);
+	return ret;
+}
+
+void remove_run_files(struct hostd *h, const struct vm *v, size_t n)
+{
+	static const char *const ext[] = { "nbd", "sock", "ctl", "pid", "log" };
 	char path[PATH_MAX];
 
 	for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++)
@@ -101,7 +123,7 @@ static bool is_zombie(pid_t pid)
 }
 
 /* Whether the server still runs. */
-static bool srv_alive(struct vm_srv *s)
+bool srv_alive(struct vm_srv *s)
 {
 	if (s->pid <= 0)
 		return false;
@@ -112,15 +134,13 @@ static bool srv_alive(struct vm_srv *s)
 }
 
 /* The last line nbdkit wrote to its log: why it failed to start. */
-static void log_tail(struct hostd *h, const struct vm *v, size_t n, char *out, size_t len)
+static void log_tail(const char *path, char *out, size_t len)
 {
-	char path[PATH_MAX], buf[1024];
+	char buf[1024];
 	ssize_t got = 0;
 	int fd;
 
 	snprintf(out, len, "no message");
-	if (run_file(h, v, n, "log", path, sizeof path, NULL) < 0)
-		return;
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return;
@@ -142,8 +162,8 @@ static void log_tail(struct hostd *h, const struct vm *v, size_t n, char *out, s
 	snprintf(out, len, "%.*s", (int)(len - 1), line);
 }
 
-/* The pid nbdkit wrote to its pid file, or 0. */
-static pid_t read_pid(const char *path)
+/* The pid a daemon wrote to its pid file, or 0. */
+pid_t read_pid(const char *path)
 {
 	char buf[32], *end;
 	long pid;
@@ -154,11 +174,126 @@ static pid_t read_pid(const char *path)
 	return pid > 1 && pid < INT_MAX && (*end == '\0' || *end == '\n') ? (pid_t)pid : 0;
 }
 
-/* Start disk n's server and wait until it serves. nbdkit daemonizes
- * itself: its daemon is nobody's child but init's, so it outlives the
- * agent (nbdkit's foreground process asks to die with its parent). Ready
- * is its pid file plus, when encrypted, a control socket that answers
- * (the filter opens it only once the disk opened). */
+int daemon_start(const char *const *argv, const struct vc_secret *key, const char *pidf,
+		 const char *logf, bool (*ready)(void *), void *arg, struct vm_srv *s,
+		 struct vc_error *err)
+{
+	long long deadline = now_ms() + START_TIMEOUT_MS;
+	int kp[2] = { -1, -1 }, ret = 0, st = 0;
+	pid_t pid, daemon = 0;
+	char why[300];
+
+	s->pid = 0;
+	if (key && pipe2(kp, O_CLOEXEC) < 0)
+		return vc_error_errno(err, errno, "pipe");
+	pid = fork();
+	if (pid < 0) {
+		ret = vc_error_errno(err, errno, "fork");
+		goto out;
+	}
+	if (pid == 0) {
+		int lf = open(logf, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+		int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		/* exec wants mutable strings; this child only execs. */
+		char *args[32];
+		int i;
+
+		setsid();
+		umask(077);
+		signal(SIGPIPE, SIG_DFL);
+		if (lf < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(lf, 1) < 0 || dup2(lf, 2) < 0 ||
+		    (key && dup2(kp[0], 3) < 0))
+			_exit(126);
+		for (i = 0; argv[i] && i < 31; i++)
+			args[i] = strdup(argv[i]);
+		args[i] = NULL;
+		execvp(args[0], args);
+		dprintf(2, "vmcrypt-hostd: cannot run %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	if (key) {
+		ssize_t w;
+
+		close(kp[0]);
+		kp[0] = -1;
+		w = write(kp[1], vc_secret_data(key), vc_secret_len(key));
+		close(kp[1]);
+		kp[1] = -1;
+		if (w != (ssize_t)vc_secret_len(key)) {
+			ret = vc_error_errno(err, errno, "cannot hand the key to %s", argv[0]);
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			goto out;
+		}
+	}
+	/* The first process exits once it forked its daemon. */
+	for (;;) {
+		pid_t w = waitpid(pid, &st, WNOHANG);
+
+		if (w == pid)
+			break;
+		if (w < 0 && errno != EINTR) {
+			ret = vc_error_errno(err, errno, "waitpid");
+			goto out;
+		}
+		if (now_ms() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			ret = vc_error_set(err, -ETIMEDOUT, "%s did not start within %d s", argv[0],
+					   START_TIMEOUT_MS / 1000);
+			goto out;
+		}
+		pause_ms(10);
+	}
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		log_tail(logf, why, sizeof why);
+		ret = vc_error_set(err, -EIO, "%s failed: %s", argv[0], why);
+		goto out;
+	}
+	for (;;) {
+		if (!daemon && (daemon = read_pid(pidf)) != 0)
+			s->pid = daemon;
+		if (daemon && !srv_alive(s)) {
+			log_tail(logf, why, sizeof why);
+			ret = vc_error_set(err, -EIO, "%s exited: %s", argv[0], why);
+			goto out;
+		}
+		if (daemon && ready(arg))
+			break;
+		if (now_ms() > deadline) {
+			if (daemon)
+				kill(daemon, SIGKILL);
+			ret = vc_error_set(err, -ETIMEDOUT, "%s did not serve within %d s", argv[0],
+					   START_TIMEOUT_MS / 1000);
+			goto out;
+		}
+		pause_ms(20);
+	}
+	return 0;
+out:
+	if (kp[0] >= 0)
+		close(kp[0]);
+	if (kp[1] >= 0)
+		close(kp[1]);
+	s->pid = 0;
+	return ret;
+}
+
+/* Encrypted disks: the control socket answers, which the filter opens
+ * only once the disk opened. Plain ones: the NBD socket is there. */
+static bool disk_ready(void *arg)
+{
+	const struct vm_srv *s = arg;
+	struct vc_ctl_status cs;
+	struct stat sb;
+
+	return s->ctl[0] ? vc_ctl_request(s->ctl, VC_CTL_STATUS, 1000, &cs, NULL) == 0
+			 : stat(s->sock, &sb) == 0;
+}
+
+/* Start disk n's server and wait until it serves. nbdkit daemonizes: its
+ * daemon is nobody's child but init's, so it outlives the agent (nbdkit's
+ * first process asks to die with its parent). */
 static int srv_start(struct hostd *h, struct vm *v, size_t n, struct vc_error *err)
 {
 	struct vm_srv *s = &v->srv[n];
@@ -167,18 +302,9 @@ static int srv_start(struct hostd *h, struct vm *v, size_t n, struct vc_error *e
 	const struct vc_secret *kek = NULL;
 	bool enc = v->disks[n].encrypted, resume = false;
 	const char *argv[20];
-	int kp[2] = { -1, -1 }, ret = 0, a = 0, st;
-	long long deadline;
-	pid_t pid, daemon = 0;
+	int ret = 0, a = 0;
 
-	memset(s, 0, sizeof *s);
-	ret = run_file(h, v, n, "nbd", s->sock, sizeof s->sock, err);
-	if (ret == 0)
-		ret = run_file(h, v, n, "ctl", s->ctl, sizeof s->ctl, err);
-	if (ret == 0)
-		ret = run_file(h, v, n, "pid", pidf, sizeof pidf, err);
-	if (ret == 0)
-		ret = run_file(h, v, n, "log", logf, sizeof logf, err);
+	ret = srv_paths(h, v, n, "nbd", enc, s, pidf, logf, err);
 	if (ret < 0)
 		return ret;
 	vm_path(h, v, v->disks[n].file, disk, sizeof disk);
@@ -225,112 +351,23 @@ static int srv_start(struct hostd *h, struct vm *v, size_t n, struct vc_error *e
 			argv[a++] = "rekey=deep";
 	}
 	argv[a] = NULL;
-	if (enc && pipe2(kp, O_CLOEXEC) < 0)
-		return vc_error_errno(err, errno, "pipe");
-	pid = fork();
-	if (pid < 0) {
-		ret = vc_error_errno(err, errno, "fork");
-		goto out;
-	}
-	if (pid == 0) {
-		int lf = open(logf, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
-		int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		/* exec wants mutable strings; this child only execs. */
-		char *args[20];
+	ret = daemon_start(argv, kek, pidf, logf, disk_ready, s, s, err);
+	if (ret < 0) {
+		char why[VC_ERROR_MSG_MAX];
 
-		setsid();
-		umask(077);
-		signal(SIGPIPE, SIG_DFL);
-		if (lf < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(lf, 1) < 0 || dup2(lf, 2) < 0 ||
-		    (enc && dup2(kp[0], 3) < 0))
-			_exit(126);
-		for (int i = 0; i <= a; i++)
-			args[i] = argv[i] ? strdup(argv[i]) : NULL;
-		execvp("nbdkit", args);
-		dprintf(2, "vmcrypt-hostd: cannot run nbdkit: %s\n", strerror(errno));
-		_exit(127);
-	}
-	if (enc) {
-		ssize_t w;
-
-		close(kp[0]);
-		kp[0] = -1;
-		w = write(kp[1], vc_secret_data(kek), vc_secret_len(kek));
-		close(kp[1]);
-		kp[1] = -1;
-		if (w != (ssize_t)vc_secret_len(kek)) {
-			ret = vc_error_errno(err, errno, "cannot hand the key to the disk server");
-			kill(pid, SIGKILL);
-			waitpid(pid, NULL, 0);
-			goto out;
-		}
-	}
-	deadline = now_ms() + START_TIMEOUT_MS;
-	/* nbdkit's first process exits once it forked its daemon. */
-	for (;;) {
-		pid_t w = waitpid(pid, &st, WNOHANG);
-
-		if (w == pid)
-			break;
-		if (w < 0 && errno != EINTR) {
-			ret = vc_error_errno(err, errno, "waitpid");
-			goto out;
-		}
-		if (now_ms() > deadline) {
-			kill(pid, SIGKILL);
-			waitpid(pid, NULL, 0);
-			ret = vc_error_set(err, -ETIMEDOUT, "disk %zu: nbdkit did not start within %d s",
-					   n, START_TIMEOUT_MS / 1000);
-			goto out;
-		}
-		pause_ms(10);
-	}
-	for (;;) {
-		struct vc_ctl_status cs;
-		struct stat sb;
-		char why[300];
-
-		if (!daemon && (daemon = read_pid(pidf)) != 0)
-			s->pid = daemon;
-		if (daemon && !srv_alive(s)) {
-			daemon = 0;
-			st = 1;
-		}
-		if ((!daemon && (!WIFEXITED(st) || WEXITSTATUS(st) != 0)) ||
-		    (daemon && s->pid <= 0)) {
-			log_tail(h, v, n, why, sizeof why);
-			ret = vc_error_set(err, -EIO, "disk %zu: the disk server exited: %s", n, why);
-			goto out;
-		}
-		if (daemon && (enc ? vc_ctl_request(s->ctl, VC_CTL_STATUS, 1000, &cs, NULL) == 0
-				   : stat(s->sock, &sb) == 0))
-			break;
-		if (now_ms() > deadline) {
-			if (daemon)
-				kill(daemon, SIGKILL);
-			ret = vc_error_set(err, -ETIMEDOUT, "disk %zu: the disk server did not start "
-					   "within %d s", n, START_TIMEOUT_MS / 1000);
-			goto out;
-		}
-		pause_ms(20);
+		snprintf(why, sizeof why, "%s", vc_error_msg(err));
+		return vc_error_set(err, ret, "disk %zu: %.200s", n, why);
 	}
 	vc_log(VC_LOG_INFO, "VM %s: disk %zu served on %s (pid %ld)%s", v->uuid, n, s->sock,
-	       (long)daemon, resume ? ", resuming its deep rekey" : "");
+	       (long)s->pid, resume ? ", resuming its deep rekey" : "");
 	return 0;
-out:
-	if (kp[0] >= 0)
-		close(kp[0]);
-	if (kp[1] >= 0)
-		close(kp[1]);
-	s->pid = 0;
-	return ret;
 }
 
 /* SIGTERM (nbdkit finishes the requests under way, the filter stops a
- * rekey between two steps), then SIGKILL if it does not go. */
-static void srv_stop(struct hostd *h, struct vm *v, size_t n)
+ * rekey between two steps; swtpm saves its state), then SIGKILL if it
+ * does not go. */
+void daemon_stop(struct vm_srv *s, const char *what)
 {
-	struct vm_srv *s = &v->srv[n];
 	long long deadline = now_ms() + STOP_TIMEOUT_MS;
 	bool killed = false;
 
@@ -338,23 +375,38 @@ static void srv_stop(struct hostd *h, struct vm *v, size_t n)
 		kill(s->pid, SIGTERM);
 		while (srv_alive(s)) {
 			if (!killed && now_ms() > deadline) {
-				vc_log(VC_LOG_WARN, "VM %s: disk %zu server %ld ignores SIGTERM: killed",
-				       v->uuid, n, (long)s->pid);
+				vc_log(VC_LOG_WARN, "%s (pid %ld) ignores SIGTERM: killed", what,
+				       (long)s->pid);
 				kill(s->pid, SIGKILL);
 				killed = true;
 			}
 			pause_ms(10);
 		}
 	}
-	remove_run_files(h, v, n);
-	memset(s, 0, sizeof *s);
 }
 
-static void power_off(struct hostd *h, struct vm *v)
+static void srv_stop(struct hostd *h, struct vm *v, size_t n)
 {
+	char what[80];
+
+	snprintf(what, sizeof what, "the server of disk %zu", n);
+	daemon_stop(&v->srv[n], what);
+	remove_run_files(h, v, n);
+	memset(&v->srv[n], 0, sizeof v->srv[n]);
+}
+
+/* The vTPM first: its state must be sealed back, which needs the VM
+ * key; without it nothing stops (the manager brings the key soon). */
+static int power_off(struct hostd *h, struct vm *v, struct vc_error *err)
+{
+	int ret = vtpm_stop(h, v, err);
+
+	if (ret < 0)
+		return ret;
 	for (size_t i = 0; i < v->ndisks; i++)
 		srv_stop(h, v, i);
 	v->powered = false;
+	return 0;
 }
 
 bool power_refuse_on(struct hreq *r, const struct vm *v)
@@ -391,25 +443,38 @@ void h_vm_power_on(struct hreq *r)
 	for (size_t i = 0; i < v->ndisks && ret == 0; i++)
 		if (!srv_alive(&v->srv[i]))
 			ret = srv_start(r->h, v, i, &err);
+	if (ret == 0 && v->vtpm[0] && !vtpm_alive(v))
+		ret = vtpm_start(r->h, v, &err);
 	if (ret < 0) {
-		power_off(r->h, v);
+		struct vc_error e2 = { 0 };
+
+		(void)power_off(r->h, v, &e2);
 		reply_error(r, ret == -ENOKEY ? 409 : 500, ret == -ENOKEY ? "key_missing" : "internal",
 			    "cannot power VM %s on: %s", v->uuid, vc_error_msg(&err));
 		return;
 	}
 	v->powered = true;
-	vc_log(VC_LOG_INFO, "VM %s powered on (%zu disks served)", v->uuid, v->ndisks);
+	vc_log(VC_LOG_INFO, "VM %s powered on (%zu disks served%s)", v->uuid, v->ndisks,
+	       v->vtpm[0] ? ", vTPM" : "");
 	reply_json(r, 200, vm_json(r->h, v));
 }
 
 void h_vm_power_off(struct hreq *r)
 {
 	struct vm *v = path_vm_any(r);
+	struct vc_error err = { 0 };
+	int ret;
 
 	if (!v)
 		return;
 	if (v->powered) {
-		power_off(r->h, v);
+		ret = power_off(r->h, v, &err);
+		if (ret < 0) {
+			reply_error(r, ret == -ENOKEY ? 409 : 500,
+				    ret == -ENOKEY ? "key_missing" : "internal",
+				    "cannot power VM %s off: %s", v->uuid, vc_error_msg(&err));
+			return;
+		}
 		vc_log(VC_LOG_INFO, "VM %s powered off", v->uuid);
 	}
 	reply_json(r, 200, vm_json(r->h, v));
@@ -419,12 +484,17 @@ void power_stop_all(struct hostd *h)
 {
 	for (struct vm *v = h->vms; v; v = v->next)
 		if (v->powered) {
-			power_off(h, v);
-			vc_log(VC_LOG_INFO, "VM %s powered off (the agent stops)", v->uuid);
+			struct vc_error err = { 0 };
+
+			if (power_off(h, v, &err) < 0)
+				vc_log(VC_LOG_WARN, "VM %s left on (the next start adopts it): %s",
+				       v->uuid, vc_error_msg(&err));
+			else
+				vc_log(VC_LOG_INFO, "VM %s powered off (the agent stops)", v->uuid);
 		}
 }
 
-static json_t *status_json(const struct vc_ctl_status *st)
+json_t *rekey_status_json(const struct vc_ctl_status *st)
 {
 	json_t *j = json_pack("{s:s,s:I,s:I,s:I}", "state", vc_ctl_state_name(st->state),
 			      "progress", (json_int_t)st->progress, "total",
@@ -442,6 +512,15 @@ void power_json(struct hostd *h, struct vm *v, json_t *j, bool detail)
 	json_object_set_new(j, "power", json_string(v->powered ? "on" : "off"));
 	if (!v->powered)
 		return;
+	if (v->vtpm[0]) {
+		bool up = vtpm_alive(v);
+
+		json_object_set_new(j, "tpm", up ? json_pack("{s:b,s:s,s:s,s:I}", "serving", 1,
+							      "socket", v->tpm.sock, "control",
+							      v->tpm.ctl, "pid",
+							      (json_int_t)v->tpm.pid)
+						 : json_pack("{s:b}", "serving", 0));
+	}
 	for (size_t i = 0; i < v->ndisks; i++) {
 		json_t *d = json_array_get(disks, i);
 		struct vm_srv *s = &v->srv[i];
@@ -450,7 +529,11 @@ void power_json(struct hostd *h, struct vm *v, json_t *j, bool detail)
 		if (!d)
 			continue;
 		if (!srv_alive(s)) {
-			log_tail(h, v, i, why, sizeof why);
+			char logf[PATH_MAX];
+
+			why[0] = '\0';
+			if (run_file(h, v, i, "log", logf, sizeof logf, NULL) == 0)
+				log_tail(logf, why, sizeof why);
 			json_object_set_new(d, "serving", json_false());
 			json_object_set_new(d, "reason", json_pack("s+", "the disk server exited (power "
 								   "the VM on again): ", why));
@@ -465,7 +548,7 @@ void power_json(struct hostd *h, struct vm *v, json_t *j, bool detail)
 			struct vc_error err = { 0 };
 
 			if (vc_ctl_request(s->ctl, VC_CTL_STATUS, CTL_TIMEOUT_MS, &st, &err) == 0)
-				json_object_set_new(d, "rekey", status_json(&st));
+				json_object_set_new(d, "rekey", rekey_status_json(&st));
 			else
 				json_object_set_new(d, "reason", json_string(vc_error_msg(&err)));
 		}
@@ -502,67 +585,55 @@ void power_rekey_deep(struct hreq *r, struct vm *v, size_t n)
 	vc_log(VC_LOG_INFO, "VM %s: disk %zu deep rekey while in use: %s (%llu/%llu sectors)",
 	       v->uuid, n, vc_ctl_state_name(st.state), (unsigned long long)st.progress,
 	       (unsigned long long)st.total);
-	j = status_json(&st);
+	j = rekey_status_json(&st);
 	json_object_set_new(j, "uuid", json_string(v->uuid));
 	json_object_set_new(j, "disk", json_integer((json_int_t)n));
 	json_object_set_new(j, "online", json_true());
 	reply_json(r, 202, j);
 }
 
-/* GET /vms/{uuid}/disks/{n}/rekey: the online rekey's state. */
-void h_vm_rekey_status(struct hreq *r)
+/* The state of a served disk's online rekey (its filter's). */
+void power_rekey_status(struct hreq *r, struct vm *v, size_t n)
 {
-	struct vm *v = path_vm_any(r);
+	struct vm_srv *s = served_disk(r, v, n);
 	struct vc_ctl_status st;
 	struct vc_error err = { 0 };
-	struct vm_srv *s;
-	unsigned long n;
-	char *end;
 
-	if (!v)
-		return;
-	n = strtoul(r->param[1], &end, 10);
-	if (*end || n >= v->ndisks || !v->disks[n].encrypted) {
-		reply_error(r, 404, "not_found", "VM %s has no encrypted disk %s", v->uuid,
-			    r->param[1]);
-		return;
-	}
-	s = served_disk(r, v, n);
 	if (!s)
 		return;
 	if (vc_ctl_request(s->ctl, VC_CTL_STATUS, CTL_TIMEOUT_MS, &st, &err) < 0) {
-		reply_error(r, 500, "internal", "disk %lu: %s", n, vc_error_msg(&err));
+		reply_error(r, 500, "internal", "disk %zu: %s", n, vc_error_msg(&err));
 		return;
 	}
-	reply_json(r, 200, status_json(&st));
+	reply_json(r, 200, rekey_status_json(&st));
 }
 
-/* A server is ours again when its pid file names a live nbdkit whose
- * control socket (encrypted disks) or NBD socket (plain ones) is there. */
-static bool adopt_one(struct hostd *h, struct vm *v, size_t n)
+bool daemon_adopt(struct vm_srv *s, const char *pidf, const char *comm,
+		  bool (*ready)(void *), void *arg)
 {
-	struct vm_srv *s = &v->srv[n];
-	char pidf[PATH_MAX], comm[64], proc[64];
-	struct vc_ctl_status st;
-	struct stat sb;
-	pid_t pid;
+	char proc[64], buf[64];
+	pid_t pid = read_pid(pidf);
 
-	if (run_file(h, v, n, "pid", pidf, sizeof pidf, NULL) < 0 ||
-	    run_file(h, v, n, "nbd", s->sock, sizeof s->sock, NULL) < 0 ||
-	    run_file(h, v, n, "ctl", s->ctl, sizeof s->ctl, NULL) < 0)
-		return false;
-	pid = read_pid(pidf);
 	if (!pid)
 		return false;
 	snprintf(proc, sizeof proc, "/proc/%ld/comm", (long)pid);
-	if (read_small(proc, comm, sizeof comm) < 0 || strncmp(comm, "nbdkit", 6) != 0)
-		return false;
-	if (v->disks[n].encrypted ? vc_ctl_request(s->ctl, VC_CTL_STATUS, CTL_TIMEOUT_MS, &st,
-						   NULL) < 0
-				  : stat(s->sock, &sb) < 0)
+	if (read_small(proc, buf, sizeof buf) < 0 || strncmp(buf, comm, strlen(comm)) != 0 ||
+	    !ready(arg))
 		return false;
 	s->pid = pid;
 	return srv_alive(s);
+}
+
+static bool adopt_one(struct hostd *h, struct vm *v, size_t n)
+{
+	struct vm_srv *s = &v->srv[n];
+	char pidf[PATH_MAX];
+
+	if (run_file(h, v, n, "pid", pidf, sizeof pidf, NULL) < 0 ||
+	    run_file(h, v, n, "nbd", s->sock, sizeof s->sock, NULL) < 0 ||
+	    (v->disks[n].encrypted && run_file(h, v, n, "ctl", s->ctl, sizeof s->ctl, NULL) < 0))
+		return false;
+	return daemon_adopt(s, pidf, "nbdkit", disk_ready, s);
 }
 
 void power_adopt(struct hostd *h)
@@ -580,10 +651,15 @@ void power_adopt(struct hostd *h)
 				remove_run_files(h, v, i);
 			}
 		}
+		if (vtpm_adopt(h, v)) {
+			adopted++;
+		} else if (v->vtpm[0]) {
+			memset(&v->tpm, 0, sizeof v->tpm);
+			remove_run_files(h, v, VM_TPM);
+		}
 		if (adopted) {
 			v->powered = true;
-			vc_log(VC_LOG_INFO, "VM %s: %zu running disk servers adopted", v->uuid,
-			       adopted);
+			vc_log(VC_LOG_INFO, "VM %s: %zu running servers adopted", v->uuid, adopted);
 		}
 	}
 }

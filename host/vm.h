@@ -11,6 +11,7 @@
 #include <sys/un.h>
 
 #include "hostd.h"
+#include "vc_ctl.h"
 
 #define DISKS_MAX 16
 #define DISK_MAX_BYTES ((uint64_t)1 << 40)
@@ -41,11 +42,14 @@ struct vm {
 	char next_provider[VC_REQ_NAME_MAX + 1]; /* a shallow rekey under way */
 	char next_key_id[VC_REQ_PARAM_MAX];
 	char nvram[32];
+	char vtpm[32];                        /* "vtpm.vcf", or "" without a vTPM */
 	struct vm_disk disks[DISKS_MAX];
 	size_t ndisks;
 	char error[VC_ERROR_MSG_MAX];         /* a folder that could not be read */
 	bool powered;                         /* volatile: its disks are served */
 	struct vm_srv srv[DISKS_MAX];
+	struct vm_srv tpm;                    /* swtpm of the vTPM while on */
+	struct rekey_job *job;                /* the last offline deep rekey */
 	struct vm *next;
 };
 
@@ -58,9 +62,66 @@ bool needs_key(const struct vm *v);
 const struct vc_secret *cached(struct hostd *h, const char *prov, const char *id,
 			       struct vc_error *err);
 bool keys_present(struct hostd *h, const struct vm *v, struct vc_error *err);
+/* The KEK a disk's own header names, from the cache. */
+const struct vc_secret *disk_kek(struct hostd *h, int fd, const char *path,
+				 struct vc_error *err);
 json_t *vm_json(struct hostd *h, struct vm *v);
+/* The VM key, unwrapped by the VM's KEK from the cache. */
+int vm_key_get(struct hostd *h, const struct vm *v, struct vc_secret **vmkey,
+	       struct vc_error *err);
+/* Seal the plaintext read from in (offset to EOF) for purpose into the
+ * VM's file name, replacing it atomically (a temporary file, fsync,
+ * rename). */
+int vm_file_seal(struct hostd *h, const struct vm *v, const struct vc_secret *vmkey,
+		 const char *purpose, int in, const char *name, struct vc_error *err);
+
+/* Unseal the VM's file name (sealed for purpose under its VM key) into
+ * out. */
+int vm_file_unseal(struct hostd *h, const struct vm *v, const char *purpose, const char *name,
+		   int out, struct vc_error *err);
+
+/* vtpm.c: the vTPM's state is swtpm's, sealed as the VM file vtpm.vcf
+ * under the VM key; while the VM is on it lives in a private tmpfs
+ * directory and swtpm serves it. */
+/* Manufacture a new vTPM (swtpm_setup: TPM 2.0 with its EKs) for v. */
+int vtpm_create(struct hostd *h, struct vm *v, struct vc_error *err);
+/* Give dst (a clone) a copy of src's vTPM state under dst's VM key. */
+int vtpm_copy(struct hostd *h, const struct vm *src, struct vm *dst, struct vc_error *err);
+/* Start the VM's swtpm (power on); its state unsealed into tmpfs. */
+int vtpm_start(struct hostd *h, struct vm *v, struct vc_error *err);
+/* Stop it and seal its state back (power off); needs the VM key. */
+int vtpm_stop(struct hostd *h, struct vm *v, struct vc_error *err);
+/* After an agent restart: the VM's running swtpm, if any. */
+bool vtpm_adopt(struct hostd *h, struct vm *v);
+bool vtpm_alive(struct vm *v);
+/* 409 and true when v has a vTPM: its state is never stored in the clear. */
+bool vtpm_refuse_decrypt(struct hreq *r, const struct vm *v);
 
 /* power.c */
+#define VM_TPM ((size_t)-1)   /* run_file's unit of the vTPM */
+int run_file(struct hostd *h, const struct vm *v, size_t n, const char *ext, char *out,
+	     size_t len, struct vc_error *err);
+void remove_run_files(struct hostd *h, const struct vm *v, size_t n);
+/* A server's paths in the run directory (zeroing s first): its socket
+ * (sock_ext), its control socket if ctl, its pid file and log. */
+int srv_paths(struct hostd *h, const struct vm *v, size_t n, const char *sock_ext, bool ctl,
+	      struct vm_srv *s, char pidf[PATH_MAX], char logf[PATH_MAX], struct vc_error *err);
+bool srv_alive(struct vm_srv *s);
+pid_t read_pid(const char *path);
+/* Run argv, a program that daemonizes and writes pidf, its output
+ * appended to logf and key (if any) readable on fd 3; wait until its
+ * first process exited 0 and ready(arg) says the daemon serves; the
+ * daemon's pid into s->pid. */
+int daemon_start(const char *const *argv, const struct vc_secret *key, const char *pidf,
+		 const char *logf, bool (*ready)(void *), void *arg, struct vm_srv *s,
+		 struct vc_error *err);
+void daemon_stop(struct vm_srv *s, const char *what);
+/* A daemon left by an earlier agent: its pid file names a live process
+ * called comm for which ready(arg) holds. */
+bool daemon_adopt(struct vm_srv *s, const char *pidf, const char *comm,
+		  bool (*ready)(void *), void *arg);
+void pause_ms(long ms);
+long long now_ms(void);
 /* Disk servers left running by an earlier agent: adopted, or their stale
  * files removed. */
 void power_adopt(struct hostd *h);
@@ -70,7 +131,19 @@ void power_stop_all(struct hostd *h);
 bool power_refuse_on(struct hreq *r, const struct vm *v);
 /* Its "power" field and each disk's serving state into j (vm_json). */
 void power_json(struct hostd *h, struct vm *v, json_t *j, bool detail);
-/* The online deep rekey of a served disk (h_vm_rekey_deep_disk). */
+/* The online deep rekey of a served disk (h_vm_rekey_deep_disk), and its
+ * state. */
 void power_rekey_deep(struct hreq *r, struct vm *v, size_t n);
+void power_rekey_status(struct hreq *r, struct vm *v, size_t n);
+json_t *rekey_status_json(const struct vc_ctl_status *st);
+
+/* rekey.c: the deep rekey of a powered-off VM's disk runs on a thread of
+ * its own, so that the agent keeps answering; the VM is busy meanwhile. */
+struct rekey_job;
+/* 409 and true while v has a deep rekey running (a finished one is
+ * reaped first). */
+bool vm_busy(struct hreq *r, struct vm *v);
+/* Stop (between two steps: resumable) and free v's job. */
+void rekey_job_end(struct vm *v);
 
 #endif

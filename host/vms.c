@@ -75,6 +75,27 @@ static const struct vc_secret *vm_kek(struct hostd *h, const struct vm *v, struc
 	return cached(h, v->provider, v->key_id, err);
 }
 
+int vm_key_get(struct hostd *h, const struct vm *v, struct vc_secret **vmkey,
+	       struct vc_error *err)
+{
+	struct vc_uuid u;
+	struct vc_binding b = { .format = VM_KEY_FORMAT, .provider = v->provider,
+				.key_id = v->key_id };
+	const struct vc_secret *kek = vm_kek(h, v, err);
+	uint8_t wrapped[128];
+	size_t wlen = 0;
+
+	*vmkey = NULL;
+	if (!kek)
+		return -ENOKEY;
+	if (vc_uuid_parse(v->uuid, &u) < 0 ||
+	    vc_base64_decode(v->wrapped_key, strlen(v->wrapped_key), wrapped, sizeof wrapped,
+			     &wlen) < 0)
+		return vc_error_set(err, -EBADMSG, "VM %s: damaged wrapped VM key", v->uuid);
+	b.object = u.b;
+	return vc_unwrap_key(kek, &b, wrapped, wlen, vmkey, err);
+}
+
 /* Every key the VM needs: its KEK and, during a rekey, the next one. */
 bool keys_present(struct hostd *h, const struct vm *v, struct vc_error *err)
 {
@@ -85,7 +106,7 @@ bool keys_present(struct hostd *h, const struct vm *v, struct vc_error *err)
 
 /* The KEK a disk's own header names (disks are self-describing, so a
  * rekey cut short leaves each disk readable with the key it names). */
-static const struct vc_secret *disk_kek(struct hostd *h, int fd, const char *path,
+const struct vc_secret *disk_kek(struct hostd *h, int fd, const char *path,
 					struct vc_error *err)
 {
 	struct vc_file f = { .fd = fd, .name = path };
@@ -118,6 +139,7 @@ static json_t *vm_json_full(struct hostd *h, struct vm *v, bool detail)
 									   : json_null(),
 		      "key_id", v->key_id[0] ? json_string(v->key_id) : json_null(), "state", state,
 		      "disks", disks, "nvram", v->nvram);
+	json_object_set_new(j, "vtpm", json_boolean(v->vtpm[0]));
 	if (needs_key(v)) {
 		json_t *need = json_array();
 
@@ -173,6 +195,60 @@ static int write_file_atomic(const char *path, const void *data, size_t len,
 	return ret;
 }
 
+int vm_file_seal(struct hostd *h, const struct vm *v, const struct vc_secret *vmkey,
+		 const char *purpose, int in, const char *name, struct vc_error *err)
+{
+	char path[PATH_MAX], tmp[PATH_MAX + 8], dir[PATH_MAX];
+	int out, dfd, ret;
+
+	vm_path(h, v, name, path, sizeof path);
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (out < 0)
+		return vc_error_errno(err, errno, "cannot write %s", tmp);
+	ret = vc_vmfile_seal_fd(vmkey, purpose, 0, in, out, NULL, err);
+	if (ret == 0 && fsync(out) < 0)
+		ret = vc_error_errno(err, errno, "cannot sync %s", tmp);
+	close(out);
+	if (ret == 0 && rename(tmp, path) < 0)
+		ret = vc_error_errno(err, errno, "cannot replace %s", path);
+	if (ret < 0) {
+		unlink(tmp);
+		return ret;
+	}
+	vm_dir(h, v, dir, sizeof dir);
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		if (fsync(dfd) < 0)
+			ret = vc_error_errno(err, errno, "cannot sync %s", dir);
+		close(dfd);
+	}
+	return ret;
+}
+
+int vm_file_unseal(struct hostd *h, const struct vm *v, const char *purpose, const char *name,
+		   int out, struct vc_error *err)
+{
+	struct vc_secret *vmkey = NULL;
+	char path[PATH_MAX];
+	int in = -1, ret = vm_key_get(h, v, &vmkey, err);
+
+	vm_path(h, v, name, path, sizeof path);
+	if (ret == 0) {
+		in = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (in < 0)
+			ret = vc_error_errno(err, errno, "cannot read %s", path);
+	}
+	if (ret == 0)
+		ret = vc_vmfile_open_fd(vmkey, purpose, in, out, NULL, err);
+	if (ret == 0 && fsync(out) < 0 && errno != EINVAL)
+		ret = vc_error_errno(err, errno, "cannot sync the plaintext of %s", path);
+	if (in >= 0)
+		close(in);
+	vc_secret_free(vmkey);
+	return ret;
+}
+
 static int vm_save(struct hostd *h, const struct vm *v, struct vc_error *err)
 {
 	char path[PATH_MAX], dir[PATH_MAX];
@@ -184,11 +260,11 @@ static int vm_save(struct hostd *h, const struct vm *v, struct vc_error *err)
 		json_array_append_new(disks, json_pack("{s:s,s:I,s:b}", "file", v->disks[i].file,
 						       "size", (json_int_t)v->disks[i].size,
 						       "encrypted", v->disks[i].encrypted));
-	j = json_pack("{s:i,s:s,s:s,s:b,s:s,s:s,s:s,s:s,s:s,s:s,s:o}", "version", 1, "uuid",
+	j = json_pack("{s:i,s:s,s:s,s:b,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:o}", "version", 1, "uuid",
 		      v->uuid, "name", v->name, "encrypted", v->encrypted, "provider", v->provider,
 		      "key_id", v->key_id, "next_provider", v->next_provider, "next_key_id",
 		      v->next_key_id, "wrapped_vm_key", v->wrapped_key, "nvram", v->nvram,
-		      "disks", disks);
+		      "vtpm", v->vtpm, "disks", disks);
 	s = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
 	json_decref(j);
 	if (!s)
@@ -239,6 +315,12 @@ static int vm_parse(json_t *j, struct vm *v)
 	    copy_str(v->nvram, sizeof v->nvram, json_object_get(j, "nvram"), FILE_NAME) ||
 	    !json_is_boolean(json_object_get(j, "encrypted")) || !json_is_array(disks) ||
 	    json_array_size(disks) > DISKS_MAX)
+		return -EBADMSG;
+	/* Optional (older folders have none); a vTPM needs the VM key. */
+	if (json_object_get(j, "vtpm") &&
+	    (copy_str(v->vtpm, sizeof v->vtpm, json_object_get(j, "vtpm"),
+		      MAY_BE_EMPTY | FILE_NAME) ||
+	     (v->vtpm[0] && !json_is_true(json_object_get(j, "encrypted")))))
 		return -EBADMSG;
 	v->encrypted = json_is_true(json_object_get(j, "encrypted"));
 	json_array_foreach(disks, i, d) {
@@ -316,6 +398,7 @@ void vms_free(struct hostd *h)
 		struct vm *v = h->vms;
 
 		h->vms = v->next;
+		rekey_job_end(v);
 		free(v);
 	}
 }
@@ -450,6 +533,8 @@ struct vm *path_vm_any(struct hreq *r)
 	else if (v->error[0]) {
 		reply_error(r, 409, "conflict", "%s", v->error);
 		v = NULL;
+	} else if (vm_busy(r, v)) {
+		v = NULL;
 	}
 	return v;
 }
@@ -505,6 +590,7 @@ const struct vc_field vm_create_f[] = {
 		{ "size", VC_F_INT, true, 4096, (int64_t)DISK_MAX_BYTES, NULL, NULL }, { 0 } },
 	  NULL },
 	{ "encryption", VC_F_OBJECT, false, 0, 0, enc_f, NULL },
+	{ "vtpm", VC_F_BOOL, false, 0, 0, NULL, NULL },
 	{ 0 },
 };
 const struct vc_field vm_encrypt_f[] = {
@@ -682,6 +768,9 @@ void h_vm_create(struct hreq *r)
 	}
 	if (ret == 0 && kek)
 		ret = seal_vm(h, v, kek, -1, &err);
+	if (ret == 0 && json_is_true(json_object_get(r->body, "vtpm")))
+		ret = kek ? vtpm_create(h, v, &err)
+			  : vc_error_set(&err, -EINVAL, "a vTPM needs an encrypted VM");
 	if (ret == 0 && !kek) {
 		int fd = -1;
 
@@ -1126,6 +1215,9 @@ out:
 void h_vm_decrypt_disk(struct hreq *r)
 {
 	struct vm *v = path_vm(r);
+
+	if (v && vtpm_refuse_decrypt(r, v))
+		return;
 	struct vc_error err = { 0 };
 	char src[PATH_MAX], tmp[PATH_MAX + 8], fin[PATH_MAX], file[32];
 	unsigned long n;
@@ -1176,13 +1268,11 @@ void h_vm_decrypt_finish(struct hreq *r)
 {
 	struct vm *v = path_vm(r);
 	struct vc_error err = { 0 };
-	struct vc_secret *vmkey = NULL;
 	char src[PATH_MAX], dst[PATH_MAX];
-	const struct vc_secret *kek;
 	struct vm keep;
-	int in = -1, out = -1, ret = 0;
+	int out = -1, ret = 0;
 
-	if (!v)
+	if (!v || vtpm_refuse_decrypt(r, v))
 		return;
 	for (size_t i = 0; i < v->ndisks; i++)
 		if (v->disks[i].encrypted) {
@@ -1191,43 +1281,18 @@ void h_vm_decrypt_finish(struct hreq *r)
 			return;
 		}
 	if (v->encrypted) {
-		struct vc_uuid u;
-		struct vc_binding b = { .format = VM_KEY_FORMAT, .provider = v->provider,
-					.key_id = v->key_id };
-		uint8_t wrapped[128];
-		size_t wlen = 0;
-
-		if (!(kek = vm_kek(r->h, v, &err))) {
-			reply_error(r, 409, "key_missing", "%s", vc_error_msg(&err));
-			return;
-		}
-		ret = vc_uuid_parse(v->uuid, &u) == 0 &&
-			      vc_base64_decode(v->wrapped_key, strlen(v->wrapped_key), wrapped,
-					       sizeof wrapped, &wlen) == 0
-		      ? 0 : vc_error_set(&err, -EBADMSG, "damaged wrapped VM key");
-		b.object = u.b;
-		if (ret == 0)
-			ret = vc_unwrap_key(kek, &b, wrapped, wlen, &vmkey, &err);
 		vm_path(r->h, v, v->nvram, src, sizeof src);
 		vm_path(r->h, v, "nvram.raw", dst, sizeof dst);
-		if (ret == 0) {
-			in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-			out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-			if (in < 0 || out < 0)
-				ret = vc_error_errno(&err, errno, "cannot open the nvram files");
-		}
-		if (ret == 0)
-			ret = vc_vmfile_open_fd(vmkey, "nvram", in, out, NULL, &err);
-		if (ret == 0 && fsync(out) < 0)
-			ret = vc_error_errno(&err, errno, "cannot sync %s", dst);
-		vc_secret_free(vmkey);
-		if (in >= 0)
-			close(in);
+		out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+		ret = out < 0 ? vc_error_errno(&err, errno, "cannot write %s", dst)
+			      : vm_file_unseal(r->h, v, "nvram", v->nvram, out, &err);
 		if (out >= 0)
 			close(out);
 		if (ret < 0) {
 			unlink(dst);
-			reply_error(r, 500, "internal", "%s", vc_error_msg(&err));
+			reply_error(r, ret == -ENOKEY ? 409 : 500,
+				    ret == -ENOKEY ? "key_missing" : "internal", "%s",
+				    vc_error_msg(&err));
 			return;
 		}
 	}
@@ -1255,6 +1320,7 @@ static void vm_unlink(struct hostd *h, struct vm *v)
 	for (struct vm **pp = &h->vms; *pp; pp = &(*pp)->next)
 		if (*pp == v) {
 			*pp = v->next;
+			rekey_job_end(v);
 			free(v);
 			return;
 		}
@@ -1269,7 +1335,7 @@ void h_vm_unregister(struct hreq *r)
 		reply_error(r, 404, "not_found", "no VM %s on this host", r->param[0]);
 		return;
 	}
-	if (power_refuse_on(r, v))
+	if (power_refuse_on(r, v) || vm_busy(r, v))
 		return;
 	vc_log(VC_LOG_INFO, "VM %s unregistered", v->uuid);
 	vm_unlink(r->h, v);
@@ -1324,7 +1390,7 @@ void h_vm_delete(struct hreq *r)
 		reply_error(r, 404, "not_found", "no VM %s on this host", r->param[0]);
 		return;
 	}
-	if (power_refuse_on(r, v))
+	if (power_refuse_on(r, v) || vm_busy(r, v))
 		return;
 	/* vm.json first: a crash halfway leaves no VM, only stray files. */
 	vm_path(r->h, v, "vm.json", path, sizeof path);
@@ -1441,24 +1507,7 @@ static int nvram_plain(struct hostd *h, const struct vm *v, int *memfd, struct v
 	if (in < 0 || *memfd < 0)
 		ret = vc_error_errno(err, errno, "cannot open the nvram of VM %s", v->uuid);
 	if (ret == 0 && v->encrypted) {
-		struct vc_uuid u;
-		struct vc_binding b = { .format = VM_KEY_FORMAT, .provider = v->provider,
-					.key_id = v->key_id };
-		const struct vc_secret *kek = vm_kek(h, v, err);
-		struct vc_secret *vmkey = NULL;
-		uint8_t wrapped[128];
-		size_t wlen = 0;
-
-		ret = kek && vc_uuid_parse(v->uuid, &u) == 0 &&
-			      vc_base64_decode(v->wrapped_key, strlen(v->wrapped_key), wrapped,
-					       sizeof wrapped, &wlen) == 0
-		      ? 0 : (err->code ? err->code : -EBADMSG);
-		b.object = u.b;
-		if (ret == 0)
-			ret = vc_unwrap_key(kek, &b, wrapped, wlen, &vmkey, err);
-		if (ret == 0)
-			ret = vc_vmfile_open_fd(vmkey, "nvram", in, *memfd, NULL, err);
-		vc_secret_free(vmkey);
+		ret = vm_file_unseal(h, v, "nvram", v->nvram, *memfd, err);
 	} else if (ret == 0) {
 		ret = copy_fd(in, *memfd, "the nvram", err);
 	}
@@ -1510,6 +1559,8 @@ void h_vm_clone(struct hreq *r)
 		ret = nvram_plain(h, src, &memfd, &err);
 	if (ret == 0 && kek) {
 		ret = seal_vm(h, v, kek, memfd, &err);
+		if (ret == 0 && src->vtpm[0])
+			ret = vtpm_copy(h, src, v, &err);
 	} else if (ret == 0) {
 		int out;
 
@@ -1530,78 +1581,3 @@ void h_vm_clone(struct hreq *r)
 	vm_end(r, v, ret, &err, "cloned into");
 }
 
-/* ---- deep rekey of one disk (Recrypt, deep) ---- */
-/* A new DEK under the same KEK and every sector re-encrypted, crash-safe
- * (the disk's journal): a rekey cut short, even by kill -9, is resumed by
- * calling this again. */
-void h_vm_rekey_deep_disk(struct hreq *r)
-{
-	struct vm *v = path_vm_any(r);
-	struct vc_error err = { 0 };
-	char path[PATH_MAX];
-	struct vc_file f = { .name = path, .fd = -1 };
-	struct vc_disk_io io;
-	struct vc_disk_info in;
-	struct vc_disk *d = NULL;
-	const struct vc_secret *kek;
-	bool done = false, resumed = false;
-	unsigned long n;
-	uint64_t gen = 0;
-	char *end;
-	int ret;
-
-	if (!v)
-		return;
-	n = strtoul(r->param[1], &end, 10);
-	if (*end || n >= v->ndisks) {
-		reply_error(r, 404, "not_found", "VM %s has no disk %s", v->uuid, r->param[1]);
-		return;
-	}
-	if (!v->disks[n].encrypted) {
-		reply_error(r, 409, "conflict", "disk %lu of VM %s is not encrypted", n, v->uuid);
-		return;
-	}
-	/* In use: its server's I/O filter rekeys it while the guest writes. */
-	if (v->powered) {
-		power_rekey_deep(r, v, n);
-		return;
-	}
-	vm_path(r->h, v, v->disks[n].file, path, sizeof path);
-	f.fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-	if (f.fd < 0) {
-		reply_error(r, 500, "internal", "cannot open %s: %s", path, strerror(errno));
-		return;
-	}
-	/* Crash tests only (as vmcrypt disk rekey): SIGKILL at that write. */
-	f.crash_at = vc_test_crash_point("VMCRYPT_TEST_CRASH_AT_WRITE");
-	kek = disk_kek(r->h, f.fd, path, &err);
-	ret = kek ? 0 : (err.code ? err.code : -ENOKEY);
-	vc_file_io(&f, &io);
-	/* Opening writable finishes an interrupted step from the journal. */
-	if (ret == 0)
-		ret = vc_disk_open(&io, kek, NULL, 0, &d, &err);
-	if (ret == 0) {
-		vc_disk_get_info(d, &in);
-		gen = in.slot[0].generation;
-		resumed = in.rekey_active;
-		if (!resumed)
-			ret = vc_disk_rekey_deep_start(d, NULL, NULL, NULL, &err);
-	}
-	while (ret == 0 && !done)
-		ret = vc_disk_rekey_deep_step(d, &done, &err);
-	if (ret == 0) {
-		vc_disk_get_info(d, &in);
-		gen = in.slot[0].generation;
-	}
-	vc_disk_close(d);
-	close(f.fd);
-	if (ret < 0) {
-		reply_error(r, ret == -ENOKEY ? 409 : 500, ret == -ENOKEY ? "key_missing" : "internal",
-			    "%s: %s", path, vc_error_msg(&err));
-		return;
-	}
-	vc_log(VC_LOG_INFO, "VM %s: disk %lu deep-rekeyed (new data key, generation %llu)%s",
-	       v->uuid, n, (unsigned long long)gen, resumed ? ", resumed" : "");
-	reply_json(r, 200, json_pack("{s:s,s:I,s:I,s:b}", "uuid", v->uuid, "disk", (json_int_t)n,
-				     "generation", (json_int_t)gen, "resumed", resumed));
-}

@@ -246,6 +246,8 @@ static void run_create(struct mgr *m, struct mgr_task *t)
 			json_object_set_new(body, "encryption", json_pack("{s:s,s:s}", "provider",
 									  t->prov->name, "key_id",
 									  key_id));
+		if (body && json_is_true(json_object_get(a, "vtpm")))
+			json_object_set_new(body, "vtpm", json_true());
 		ret = host_do(m, h.address, h.pin, "POST", "/api/v1/vms", body, &resp, &err);
 	}
 	pthread_mutex_lock(&m->lock);
@@ -264,8 +266,10 @@ static void run_create(struct mgr *m, struct mgr_task *t)
 		authz_invalidate(m);
 	}
 	ev_log(m, t->user, "vm.create", ret == 0 ? id : NULL, encrypt ? t->prov->name : NULL,
-	       key_id[0] ? key_id : NULL, ret == 0 ? EV_OK : EV_FAIL, "%s VM '%s' on %s%s%s",
-	       encrypt ? "created encrypted" : "created", name, h.address, ret ? ": " : "",
+	       key_id[0] ? key_id : NULL, ret == 0 ? EV_OK : EV_FAIL, "%s VM '%s'%s on %s%s%s",
+	       encrypt ? "created encrypted" : "created", name,
+	       json_is_true(json_object_get(a, "vtpm")) ? " with a vTPM" : "", h.address,
+	       ret ? ": " : "",
 	       ret ? vc_error_msg(&err) : "");
 	pthread_mutex_unlock(&m->lock);
 	json_decref(resp);
@@ -335,6 +339,12 @@ void api_vm_create(struct req *r)
 	free(sh.mem);
 	if (request_policy(r, policy, &prov, parent, VC_PRIV_CRYPTO_ENCRYPT_NEW, host) < 0)
 		return;
+	/* vSphere's rule: a vTPM's state is kept only in an encrypted VM. */
+	if (json_is_true(json_object_get(r->body, "vtpm")) && !prov) {
+		reply_error(r, 400, "bad_request", "a vTPM needs an encrypted VM: give an "
+			    "encrypting policy");
+		return;
+	}
 	ret = task_queue(r->m, r->user, "vm.create", run_create, json_incref(r->body), prov, id,
 			 &err);
 	if (ret < 0) {
@@ -838,10 +848,10 @@ static void run_rekey(struct mgr *m, struct mgr_task *t)
 }
 
 /* Deep: a new DEK for every disk under the same KEK, data re-encrypted.
- * A disk in use (the VM powered on) is rekeyed by its server's I/O filter
- * while the guest writes: the host answers at once and the task follows
- * the filter's progress until it completes. */
-static int rekey_online_wait(struct mgr *m, struct mgr_task *t, const struct vm_ref *vr, size_t i,
+ * The host answers at once and the task follows its progress to the end:
+ * a disk in use (the VM powered on) is rekeyed by its server's I/O filter
+ * while the guest writes, another one by a thread of the agent. */
+static int rekey_wait(struct mgr *m, struct mgr_task *t, const struct vm_ref *vr, size_t i,
 			     size_t n, json_t *st, struct vc_error *err)
 {
 	const struct timespec poll_every = { 0, 250 * 1000 * 1000 };
@@ -862,13 +872,13 @@ static int rekey_online_wait(struct mgr *m, struct mgr_task *t, const struct vm_
 		if (!strcmp(state, "done"))
 			break;
 		if (!strcmp(state, "failed")) {
-			ret = vc_error_set(err, -EIO, "disk %zu: online deep rekey failed: %s", i,
+			ret = vc_error_set(err, -EIO, "disk %zu: deep rekey failed: %s", i,
 					   json_string_value(json_object_get(st, "error")));
 			break;
 		}
 		if (strcmp(state, "running")) {
-			ret = vc_error_set(err, -EINTR, "disk %zu: the online deep rekey stopped (its "
-					   "server stopped): run the rekey again to resume it", i);
+			ret = vc_error_set(err, -EINTR, "disk %zu: the deep rekey stopped (its server "
+					   "or host stopped): run the rekey again to resume it", i);
 			break;
 		}
 		if (total > 0)
@@ -911,10 +921,10 @@ static void run_rekey_deep(struct mgr *m, struct mgr_task *t)
 		snprintf(path, sizeof path, "/api/v1/vms/%s/disks/%zu/rekey-deep", vr.uuid, i);
 		resp = NULL;
 		ret = host_do(m, vr.host.address, vr.host.pin, "POST", path, NULL, &resp, &err);
-		if (ret == 0 && json_is_true(json_object_get(resp, "online"))) {
+		if (ret == 0 && json_is_true(json_object_get(resp, "online")))
 			online++;
-			ret = rekey_online_wait(m, t, &vr, i, n, resp, &err);
-		}
+		if (ret == 0 && json_object_get(resp, "state"))
+			ret = rekey_wait(m, t, &vr, i, n, resp, &err);
 		json_decref(resp);
 		done += ret == 0;
 	}
@@ -1184,8 +1194,12 @@ static void get_done(struct req *r, void *arg)
 	if (j->ret == 0) {
 		json_object_set_new(out, "state", json_incref(json_object_get(live, "state")));
 		json_object_set_new(out, "disks", json_incref(json_object_get(live, "disks")));
-		if (json_object_get(live, "power"))
-			json_object_set_new(out, "power", json_incref(json_object_get(live, "power")));
+		static const char *const copy[] = { "power", "vtpm", "tpm" };
+
+		for (size_t i = 0; i < sizeof copy / sizeof copy[0]; i++)
+			if (json_object_get(live, copy[i]))
+				json_object_set_new(out, copy[i],
+						    json_incref(json_object_get(live, copy[i])));
 		if (json_object_get(live, "reason")) {
 			const char *why = j->key_id[0] ? key_issue_get(r->m, j->key_id) : NULL;
 			char msg[1024];

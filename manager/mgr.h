@@ -62,8 +62,11 @@ struct mgr_task {
 	void (*run)(struct mgr *m, struct mgr_task *t);
 	json_t *arg;                 /* what run needs (owned) */
 	struct mgr_provider *prov;   /* a reference, or NULL */
+	char obj[64];                /* the VM it works on ("": none): one at a time */
 	struct mgr_task *next;
 };
+
+#define TASK_WORKERS 4
 
 struct mgr {
 	struct mgr_config cfg;
@@ -75,10 +78,15 @@ struct mgr {
 	struct mgr_authz authz;
 	struct event_base *base;
 
-	/* The task worker: one thread running queued tasks in order. */
-	pthread_t worker;
-	bool worker_started;
-	pthread_cond_t task_cond;
+	/* Task workers: each takes the oldest queued task whose VM no other
+	 * worker is busy with (tasks on one VM run in order, one at a time).
+	 * The reconciler brings hosts the keys of their locked VMs. */
+	pthread_t workers[TASK_WORKERS];
+	size_t nworkers;
+	const char *busy[TASK_WORKERS];   /* obj of the task each one runs */
+	pthread_t reconciler;
+	bool reconciler_started;
+	pthread_cond_t task_cond, recon_cond;
 	struct mgr_task *queue;
 	bool stopping;
 

@@ -65,7 +65,8 @@ static const struct vc_field disk_f[] = {
 	{ "size", VC_F_INT, true, 4096, (int64_t)1 << 40, NULL, NULL }, END };
 static const struct vc_field vm_f[] = {
 	NAME("name", true), NAME("host", true), NAME("parent", true),
-	{ "disks", VC_F_OBJECTS, true, 0, 16, disk_f, NULL }, NAME("policy", false), END };
+	{ "disks", VC_F_OBJECTS, true, 0, 16, disk_f, NULL }, NAME("policy", false),
+	BOOL("vtpm"), END };
 static const struct vc_field vm_enc_f[] = { NAME("policy", true), END };
 static const struct vc_field vm_rekey_f[] = { NAME("policy", false), BOOL("deep"), END };
 static const struct vc_field vm_move_f[] = { NAME("host", true), END };

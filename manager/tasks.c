@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Tasks: long operations run by one worker thread, their state, progress
- * and result kept in the store so that any client can follow them. */
+/* Tasks: long operations run by a few worker threads (those on one VM one
+ * at a time, in order), their state, progress and result kept in the
+ * store so that any client can follow them. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
@@ -14,7 +15,7 @@
 
 #include <time.h>
 
-/* How often the worker, when idle, brings hosts their missing keys. */
+/* How often the reconciler brings hosts their missing keys. */
 #define RECONCILE_MS 1000
 
 json_t *task_json(const struct vc_store_task *t)
@@ -91,51 +92,77 @@ static void task_free(struct mgr *m, struct mgr_task *t)
 	free(t);
 }
 
+/* The oldest queued task whose VM no worker is busy with, unlinked. */
+static struct mgr_task *take_runnable(struct mgr *m)
+{
+	for (struct mgr_task **pp = &m->queue; *pp; pp = &(*pp)->next) {
+		struct mgr_task *t = *pp;
+		bool taken = false;
+
+		for (size_t i = 0; t->obj[0] && i < m->nworkers && !taken; i++)
+			taken = m->busy[i] && !strcmp(m->busy[i], t->obj);
+		if (!taken) {
+			*pp = t->next;
+			return t;
+		}
+	}
+	return NULL;
+}
+
+struct worker_arg {
+	struct mgr *m;
+	size_t index;
+};
+
 static void *worker(void *arg)
 {
-	struct mgr *m = arg;
-	struct timespec last_reconcile;
+	struct worker_arg *wa = arg;
+	struct mgr *m = wa->m;
+	size_t me = wa->index;
 
-	clock_gettime(CLOCK_MONOTONIC, &last_reconcile);
-
+	free(wa);
 	pthread_mutex_lock(&m->lock);
 	for (;;) {
 		struct mgr_task *t;
 
-		while (!m->queue && !m->stopping) {
-			struct timespec ts;
-
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += (long)RECONCILE_MS * 1000000L;
-			ts.tv_sec += ts.tv_nsec / 1000000000L;
-			ts.tv_nsec %= 1000000000L;
-			if (pthread_cond_timedwait(&m->task_cond, &m->lock, &ts) != 0 &&
-			    !m->queue && !m->stopping) {
-				/* Idle: give hosts the keys of their locked VMs. */
-				pthread_mutex_unlock(&m->lock);
-				reconcile_hosts(m);
-				clock_gettime(CLOCK_MONOTONIC, &last_reconcile);
-				pthread_mutex_lock(&m->lock);
-			}
-		}
-		if (!m->queue)
+		while (!(t = take_runnable(m)) && !(m->stopping && !m->queue))
+			pthread_cond_wait(&m->task_cond, &m->lock);
+		if (!t)
 			break;
-		t = m->queue;
-		m->queue = t->next;
+		m->busy[me] = t->obj;
 		pthread_mutex_unlock(&m->lock);
 		t->run(m, t);
-		task_free(m, t);
-		/* A long batch of tasks must not keep restarted hosts locked. */
-		{
-			struct timespec now;
-
-			clock_gettime(CLOCK_MONOTONIC, &now);
-			if (now.tv_sec - last_reconcile.tv_sec >= RECONCILE_MS / 1000) {
-				reconcile_hosts(m);
-				last_reconcile = now;
-			}
-		}
 		pthread_mutex_lock(&m->lock);
+		m->busy[me] = NULL;
+		/* A task of the same VM may be waiting for this one. */
+		pthread_cond_broadcast(&m->task_cond);
+		pthread_mutex_unlock(&m->lock);
+		task_free(m, t);
+		pthread_mutex_lock(&m->lock);
+	}
+	pthread_mutex_unlock(&m->lock);
+	return NULL;
+}
+
+/* Once a second: give hosts the keys of their locked VMs (after an agent
+ * restart its key cache is empty), however long the tasks run. */
+static void *reconciler(void *arg)
+{
+	struct mgr *m = arg;
+
+	pthread_mutex_lock(&m->lock);
+	while (!m->stopping) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)RECONCILE_MS * 1000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		if (pthread_cond_timedwait(&m->recon_cond, &m->lock, &ts) != 0 && !m->stopping) {
+			pthread_mutex_unlock(&m->lock);
+			reconcile_hosts(m);
+			pthread_mutex_lock(&m->lock);
+		}
 	}
 	pthread_mutex_unlock(&m->lock);
 	return NULL;
@@ -146,26 +173,46 @@ int tasks_start(struct mgr *m, struct vc_error *err)
 	int ret;
 
 	ret = pthread_cond_init(&m->task_cond, NULL);
+	if (ret == 0)
+		ret = pthread_cond_init(&m->recon_cond, NULL);
 	if (ret)
 		return vc_error_set(err, -ret, "cannot create the task queue");
-	ret = pthread_create(&m->worker, NULL, worker, m);
+	for (size_t i = 0; i < TASK_WORKERS; i++) {
+		struct worker_arg *wa = malloc(sizeof *wa);
+
+		if (!wa)
+			return vc_error_set(err, -ENOMEM, "out of memory");
+		*wa = (struct worker_arg){ .m = m, .index = i };
+		ret = pthread_create(&m->workers[i], NULL, worker, wa);
+		if (ret) {
+			free(wa);
+			return vc_error_set(err, -ret, "cannot start the task workers");
+		}
+		m->nworkers++;
+	}
+	ret = pthread_create(&m->reconciler, NULL, reconciler, m);
 	if (ret)
-		return vc_error_set(err, -ret, "cannot start the task worker");
-	m->worker_started = true;
+		return vc_error_set(err, -ret, "cannot start the key reconciler");
+	m->reconciler_started = true;
 	return 0;
 }
 
 /* Finish what is queued, then stop. Called without m->lock. */
 void tasks_stop(struct mgr *m)
 {
-	if (!m->worker_started)
+	if (!m->nworkers && !m->reconciler_started)
 		return;
 	pthread_mutex_lock(&m->lock);
 	m->stopping = true;
-	pthread_cond_signal(&m->task_cond);
+	pthread_cond_broadcast(&m->task_cond);
+	pthread_cond_broadcast(&m->recon_cond);
 	pthread_mutex_unlock(&m->lock);
-	pthread_join(m->worker, NULL);
-	m->worker_started = false;
+	for (size_t i = 0; i < m->nworkers; i++)
+		pthread_join(m->workers[i], NULL);
+	m->nworkers = 0;
+	if (m->reconciler_started)
+		pthread_join(m->reconciler, NULL);
+	m->reconciler_started = false;
 }
 
 /* Tasks left running by a previous process end in error. */
@@ -219,13 +266,17 @@ int task_queue(struct mgr *m, const char *user, const char *kind,
 	}
 	t->run = run;
 	t->arg = arg;
+	/* Tasks on one VM (its inventory id) run one at a time, in order. */
+	snprintf(t->obj, sizeof t->obj, "%s",
+		 json_string_value(json_object_get(arg, "vm")) ? json_string_value(
+			 json_object_get(arg, "vm")) : "");
 	if (prov)
 		prov->refs++;
 	t->prov = prov;
 	for (tail = &m->queue; *tail; tail = &(*tail)->next)
 		;
 	*tail = t;
-	pthread_cond_signal(&m->task_cond);
+	pthread_cond_broadcast(&m->task_cond);
 	memcpy(id, t->id, VC_UUID_STR_LEN);
 	return 0;
 }

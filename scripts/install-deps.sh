@@ -13,6 +13,7 @@ PACKAGES="
   libcmocka-dev wrk
   python3 python3-pytest python3-cryptography
   nbdkit nbdkit-plugin-dev libnbd-bin python3-libnbd python3-pykmip qemu-utils qemu-system-x86 nasm
+  swtpm swtpm-tools tpm2-tools libtss2-tcti-cmd0 socat
 "
 
 missing=""

@@ -98,8 +98,10 @@ has a backup):
   build/cli/vmcrypt host list
   build/cli/vmcrypt provider backup local --out run/local.backup --password-file FILE
   build/cli/vmcrypt policy add gold --encrypt yes
-  build/cli/vmcrypt vm create web --host HOST-ID --disk 64M --policy gold
+  build/cli/vmcrypt vm create web --host HOST-ID --disk 64M --policy gold --vtpm
   build/cli/vmcrypt vm list
+  build/cli/vmcrypt vm power-on VM-ID      # vm show VM-ID: its disks' NBD sockets
+  build/cli/vmcrypt vm rekey VM-ID --deep  # while it is on
   build/cli/vmcrypt events list
 The disk tools' tour is 'make demo'. Ctrl-C stops both daemons.
 

@@ -351,6 +351,54 @@ def test_disk_server_killed_mid_rekey_resumes(stack):
     power(s, vid, False)
 
 
+def test_offline_deep_rekey_keeps_the_agent_answering(stack):
+    """A powered-off VM's disk is rekeyed by a thread of the agent: the
+    agent goes on answering meanwhile, and refuses what would touch that
+    VM's files until the rekey is over."""
+    s = stack
+    vid, vuuid = make_vm(s, "rekey-off")
+    # Data everywhere: a rekey skips what was never written.
+    data = os.urandom(DISK)
+    h = nbd_handle(power(s, vid, True)["disks"][0]["nbd"])
+    try:
+        h.pwrite(data, 0)
+        h.flush()
+    finally:
+        h.shutdown()
+    power(s, vid, False)
+    gen0 = json.loads(s.cli.ok("disk", "info", os.path.join(s.datastore, vuuid, "disk0.vcd"),
+                               "--json").stdout)["key"]["generation"]
+    hold(s, True)
+    try:
+        cli = start_cli_rekey(s, vid)
+        status = f"/api/v1/vms/{vuuid}/disks/0/rekey"
+
+        def held():
+            r = s.agent_api().request("GET", status)
+            if r.status == 409:           # the task has not reached the agent yet
+                return None
+            st = r.json
+            return st["state"] == "running" and 0 < st["progress"] < st["total"]
+        poll("the offline rekey under way", held, STEP_TIMEOUT)
+        # The manager runs other tasks meanwhile (tasks of one VM wait for
+        # each other); the agent answers and refuses what would touch
+        # this VM's files.
+        make_vm(s, "while-rekeying", encrypted=False, size=MiB)
+        r = s.agent_api().request("POST", f"/api/v1/vms/{vuuid}/power-on")
+        assert r.status == 409 and r.json["error"]["code"] == "busy", r
+        assert cli.poll() is None, "the rekey task cannot be over while held"
+    finally:
+        hold(s, False)
+    out, err = cli.communicate(timeout=60)
+    assert cli.returncode == 0, out.decode() + err.decode()
+    t = json.loads(out)
+    assert t["result"]["disks"] == 1 and t["result"]["online"] == 0, t
+    st = s.agent_api().ok("GET", f"/api/v1/vms/{vuuid}/disks/0/rekey")
+    assert st["state"] == "done" and st["generation"] == gen0 + 1, st
+    assert read_all(power(s, vid, True)["disks"][0]["nbd"], DISK) == data
+    power(s, vid, False)
+
+
 def test_agent_stop_powers_vms_off(stack):
     s = stack
     vid, vuuid = make_vm(s, "stop-off", size=MiB)

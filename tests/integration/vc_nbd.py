@@ -21,6 +21,10 @@ PACKAGES = {
     "nbdcopy": "libnbd-bin",
     "qemu-system-x86_64": "qemu-system-x86",
     "nasm": "nasm",
+    "swtpm": "swtpm",
+    "swtpm_setup": "swtpm-tools",
+    "tpm2_nvdefine": "tpm2-tools",
+    "socat": "socat",
 }
 
 START_TIMEOUT = 20.0   # seconds for nbdkit to open the disk and serve
