@@ -389,7 +389,7 @@ static void control_status(struct vc_ctl_status *st)
 	snprintf(st->error, sizeof st->error, "%s", rekey_error);
 	pthread_mutex_unlock(&rekey_lock);
 	st->total = in.virtual_size / in.sector_size;
-	st->progress = in.rekey_active ? in.rekey_progress : 0;
+	st->progress = in.rekey_active ? in.rekey_progress : st->state == VC_CTL_DONE ? st->total : 0;
 	if (st->progress > st->total)
 		st->progress = st->total;
 	st->generation = in.slot[0].generation;

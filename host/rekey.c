@@ -48,6 +48,8 @@ static void job_set(struct rekey_job *j, enum vc_ctl_state state, const struct v
 	}
 	if (error)
 		snprintf(j->st.error, sizeof j->st.error, "%s", error);
+	if (state == VC_CTL_DONE)
+		j->st.progress = j->st.total;
 	pthread_mutex_unlock(&j->lock);
 }
 
