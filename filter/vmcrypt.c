@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -297,6 +298,46 @@ static void test_hold(void)
 		nanosleep(&ts, NULL);
 }
 
+/* Clients first: after each step, while a client request is in flight or
+ * one began less than IO_GAP_NS ago, the rekey waits (up to YIELD_MAX_NS
+ * per step), so a guest writing all the time keeps most of the disk's
+ * time and an idle disk is rekeyed at full speed. */
+#define IO_GAP_NS (1000 * 1000)
+#define YIELD_MAX_NS (5 * 1000 * 1000)
+static atomic_int io_inflight;
+static atomic_uint_fast64_t io_last_ns;
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void io_begin(void)
+{
+	atomic_fetch_add(&io_inflight, 1);
+	atomic_store(&io_last_ns, mono_ns());
+}
+
+static void io_end(void)
+{
+	atomic_fetch_sub(&io_inflight, 1);
+}
+
+static void rekey_yield(void)
+{
+	const struct timespec nap = { 0, 100 * 1000 };
+	uint64_t start = mono_ns(), now = start;
+
+	while (!rekey_stop && now - start < YIELD_MAX_NS &&
+	       (atomic_load(&io_inflight) > 0 || now - atomic_load(&io_last_ns) < IO_GAP_NS)) {
+		nanosleep(&nap, NULL);
+		now = mono_ns();
+	}
+}
+
 static void *rekey_main(void *arg)
 {
 	struct vc_error err = { 0 };
@@ -310,8 +351,10 @@ static void *rekey_main(void *arg)
 	else
 		nbdkit_debug("vmcrypt: resuming an interrupted deep rekey");
 	while (r == 0 && !done && !rekey_stop) {
-		if (steps > 0)
+		if (steps > 0) {
+			rekey_yield();
 			test_hold();
+		}
 		r = vc_disk_rekey_deep_step(disk, &done, &err);
 		/* Crash tests only: a kill -9 between two steps. */
 		if (++steps == crash_at)
@@ -721,12 +764,15 @@ static int vmcrypt_pread(nbdkit_next *next, void *handle, void *buf,
 {
 	struct vc_error err = { 0 };
 
+	int r;
+
 	(void)next;
 	(void)handle;
 	(void)flags;
-	if (vc_disk_read(disk, buf, count, offset, &err) < 0)
-		return fail(&err, errp);
-	return 0;
+	io_begin();
+	r = vc_disk_read(disk, buf, count, offset, &err);
+	io_end();
+	return r < 0 ? fail(&err, errp) : 0;
 }
 
 static int vmcrypt_pwrite(nbdkit_next *next, void *handle, const void *buf,
@@ -734,12 +780,16 @@ static int vmcrypt_pwrite(nbdkit_next *next, void *handle, const void *buf,
 {
 	struct vc_error err = { 0 };
 
+	int r;
+
 	(void)next;
 	(void)handle;
-	if (vc_disk_write(disk, buf, count, offset, &err) < 0 ||
-	    ((flags & NBDKIT_FLAG_FUA) && vc_disk_flush(disk, &err) < 0))
-		return fail(&err, errp);
-	return 0;
+	io_begin();
+	r = vc_disk_write(disk, buf, count, offset, &err);
+	if (r == 0 && (flags & NBDKIT_FLAG_FUA))
+		r = vc_disk_flush(disk, &err);
+	io_end();
+	return r < 0 ? fail(&err, errp) : 0;
 }
 
 static int vmcrypt_flush(nbdkit_next *next, void *handle, uint32_t flags,
@@ -758,11 +808,14 @@ static int vmcrypt_flush(nbdkit_next *next, void *handle, uint32_t flags,
 static int zero_range(uint32_t count, uint64_t offset, uint32_t flags, int *errp)
 {
 	struct vc_error err = { 0 };
+	int r;
 
-	if (vc_disk_zero(disk, offset, count, &err) < 0 ||
-	    ((flags & NBDKIT_FLAG_FUA) && vc_disk_flush(disk, &err) < 0))
-		return fail(&err, errp);
-	return 0;
+	io_begin();
+	r = vc_disk_zero(disk, offset, count, &err);
+	if (r == 0 && (flags & NBDKIT_FLAG_FUA))
+		r = vc_disk_flush(disk, &err);
+	io_end();
+	return r < 0 ? fail(&err, errp) : 0;
 }
 
 static int vmcrypt_trim(nbdkit_next *next, void *handle, uint32_t count,

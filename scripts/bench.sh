@@ -13,6 +13,9 @@ echo
 echo "=== Disk paths through NBD: plaintext, vmcrypt filter, nbdkit luks, QEMU LUKS (bench/bench_nbd.py)"
 /usr/bin/python3 bench/bench_nbd.py --build build ${BENCH_NBD_MIB:+--mib "$BENCH_NBD_MIB"}
 echo
+echo "=== Deep rekey: offline vs online through the I/O filter, idle and with a writing client (bench/bench_rekey.py)"
+/usr/bin/python3 bench/bench_rekey.py --build build ${BENCH_REKEY_MIB:+--mib "$BENCH_REKEY_MIB"}
+echo
 echo "=== KMIP client: create+get pairs per second, vmcrypt vs PyKMIP's client (bench/bench_kmip.py)"
 /usr/bin/python3 bench/bench_kmip.py --build build
 echo
