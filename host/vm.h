@@ -53,6 +53,11 @@ struct vm {
 	struct vm *next;
 };
 
+/* vmconf.c: vm.json. Parse into v (zeroed by the caller): -EBADMSG for
+ * anything but a valid configuration; and the JSON of v. */
+int vmconf_parse(json_t *j, struct vm *v);
+json_t *vmconf_json(const struct vm *v);
+
 /* vms.c */
 struct vm *vm_find(struct hostd *h, const char *uuid);
 /* The VM a call names (r->param[0]), in any power state; NULL after a reply. */
