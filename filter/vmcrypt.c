@@ -494,8 +494,14 @@ static void *control_main(void *arg)
 		if (pfd[1].revents)
 			break;
 		fd = accept4(control_fd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0)
+		if (fd < 0) {
+			/* Out of descriptors, say: do not spin on it. */
+			const struct timespec ts = { 0, 10 * 1000 * 1000 };
+
+			if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
+				nanosleep(&ts, NULL);
 			continue;
+		}
 		control_one(fd);
 		close(fd);
 	}
