@@ -375,19 +375,27 @@ static void *rekey_main(void *arg)
 	return NULL;
 }
 
-/* Called with rekey_lock held. */
-static int start_online_rekey(struct vc_error *err)
+static int ensure_writable(struct vc_error *err)
 {
-	if (rekey_state == VC_CTL_RUNNING)
-		return 0;
 	if (plugin_rdonly)
-		return vc_error_set(err, -EROFS, "rekey=deep needs a writable container");
+		return vc_error_set(err, -EROFS, "a rekey needs a writable container");
 	pthread_mutex_lock(&writable_lock);
 	if (!disk_writable && vc_disk_set_writable(disk, err) == 0)
 		disk_writable = true;
 	pthread_mutex_unlock(&writable_lock);
-	if (!disk_writable)
-		return err->code ? err->code : -EIO;
+	return disk_writable ? 0 : err->code ? err->code : -EIO;
+}
+
+/* Called with rekey_lock held. */
+static int start_online_rekey(struct vc_error *err)
+{
+	int r;
+
+	if (rekey_state == VC_CTL_RUNNING)
+		return 0;
+	r = ensure_writable(err);
+	if (r < 0)
+		return r;
 	if (rekey_joinable) {
 		pthread_join(rekey_thread, NULL);
 		rekey_joinable = false;
@@ -420,6 +428,35 @@ static int control_fd = -1;
 static int control_stop[2] = { -1, -1 };
 static pthread_t control_thread;
 static bool control_running;
+
+/* Shallow rekey while serving: the data key rewrapped under a new KEK
+ * (one header update; done already if the disk names that KEK). */
+static int online_shallow(const struct vc_ctl_shallow *sh, struct vc_error *err)
+{
+	struct vc_secret *k = NULL;
+	struct vc_disk_info in;
+	int r;
+
+	pthread_mutex_lock(&rekey_lock);
+	if (rekey_state == VC_CTL_RUNNING) {
+		r = vc_error_set(err, -EBUSY, "a deep rekey is running: a shallow one waits for it");
+	} else {
+		r = ensure_writable(err);
+		vc_disk_get_info(disk, &in);
+		if (r == 0 && (strcmp(in.slot[0].provider, sh->provider) ||
+			       strcmp(in.slot[0].key_id, sh->key_id))) {
+			r = vc_secret_from_bytes(sh->kek, sizeof sh->kek, &k, err);
+			if (r == 0)
+				r = vc_disk_rekey_shallow(disk, k, sh->provider, sh->key_id, err);
+			vc_secret_free(k);
+		}
+	}
+	pthread_mutex_unlock(&rekey_lock);
+	if (r == 0)
+		nbdkit_debug("vmcrypt: data key rewrapped under key %s of %s", sh->key_id,
+			     sh->provider);
+	return r;
+}
 
 static void control_status(struct vc_ctl_status *st)
 {
@@ -466,6 +503,15 @@ static void control_one(int fd)
 			pthread_mutex_lock(&rekey_lock);
 			r = start_online_rekey(&err);
 			pthread_mutex_unlock(&rekey_lock);
+		} else if (cmd == VC_CTL_REKEY_SHALLOW) {
+			struct vc_ctl_shallow sh;
+
+			r = vc_ctl_parse_shallow(line, got, &sh);
+			if (r == 0)
+				r = online_shallow(&sh, &err);
+			else
+				vc_error_set(&err, r, "malformed rekey-shallow");
+			vc_wipe(&sh, sizeof sh);
 		}
 		if (r < 0) {
 			len = (size_t)snprintf(reply, sizeof reply, "error %s\n", vc_error_msg(&err));
@@ -475,6 +521,7 @@ static void control_one(int fd)
 		}
 	}
 	(void)send(fd, reply, len, MSG_NOSIGNAL);
+	vc_wipe(line, sizeof line);     /* a shallow rekey's key */
 }
 
 static void *control_main(void *arg)

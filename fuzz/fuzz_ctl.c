@@ -69,14 +69,30 @@ static void as_cmd(const uint8_t *data, size_t size)
 	}
 	FUZZ_CHECK(r == 0, "parse_cmd returned %d", r);
 	cmds++;
-	/* The harness's own reading of the two commands. */
-	if (cmd == VC_CTL_STATUS)
+	/* The harness's own reading of the commands. */
+	if (cmd == VC_CTL_STATUS) {
 		FUZZ_CHECK(body == 6 && memcmp(data, "status", 6) == 0,
 			   "parse_cmd took %zu bytes for \"status\"", size);
-	else
+	} else if (cmd == VC_CTL_REKEY_SHALLOW) {
+		struct vc_ctl_shallow sh, back;
+		char line[VC_CTL_LINE_MAX];
+		size_t n;
+
+		FUZZ_CHECK(body > 14 && memcmp(data, "rekey-shallow ", 14) == 0,
+			   "parse_cmd took %zu bytes as rekey-shallow", size);
+		FUZZ_CHECK(vc_ctl_parse_shallow((const char *)data, size, &sh) == 0,
+			   "parse_cmd and parse_shallow disagree");
+		/* What the agent would send for it is read back the same. */
+		n = vc_ctl_format_shallow(&sh, line);
+		FUZZ_CHECK(n > 0 && n < VC_CTL_LINE_MAX, "an accepted request cannot be sent");
+		FUZZ_CHECK(vc_ctl_parse_shallow(line, n, &back) == 0 &&
+				   memcmp(&sh, &back, sizeof sh) == 0,
+			   "rekey-shallow does not round-trip");
+	} else {
 		FUZZ_CHECK(cmd == VC_CTL_REKEY_DEEP && body == 10 &&
 				   memcmp(data, "rekey-deep", 10) == 0,
 			   "parse_cmd took %zu bytes as command %d", size, (int)cmd);
+	}
 }
 
 static void as_reply(const uint8_t *data, size_t size)

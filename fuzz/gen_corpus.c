@@ -500,6 +500,9 @@ static void ctl_seeds(void)
 	put_ctl("cmd-status", "status\n");
 	put_ctl("cmd-rekey-deep", "rekey-deep");
 	put_ctl("cmd-two-lines", "status\nstatus\n");
+	put_ctl("cmd-shallow", "rekey-shallow nat 521e407f-079c-42dc-b7c8-031a745b00af "
+		"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n");
+	put_ctl("cmd-shallow-short-key", "rekey-shallow nat k 0001\n");
 	put_file("ctl", "cmd-nul", "status\0\n", 8);
 	put_ctl("idle", "ok state=idle progress=0 total=2048 generation=1\n");
 	put_ctl("running", "ok state=running progress=1000 total=2048 generation=2\n");

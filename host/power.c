@@ -592,6 +592,25 @@ void power_rekey_deep(struct hreq *r, struct vm *v, size_t n)
 	reply_json(r, 202, j);
 }
 
+int power_rekey_shallow(struct vm *v, size_t n, const struct vc_secret *kek, const char *np,
+			const char *nk, struct vc_error *err)
+{
+	struct vc_ctl_shallow sh = { 0 };
+	struct vc_ctl_status st;
+	int ret;
+
+	if (vc_secret_len(kek) != sizeof sh.kek || strlen(np) >= sizeof sh.provider ||
+	    strlen(nk) >= sizeof sh.key_id)
+		return vc_error_set(err, -EINVAL, "disk %zu: key %s of %s cannot go to its server", n,
+				    nk, np);
+	memcpy(sh.provider, np, strlen(np) + 1);
+	memcpy(sh.key_id, nk, strlen(nk) + 1);
+	memcpy(sh.kek, vc_secret_data(kek), sizeof sh.kek);
+	ret = vc_ctl_rekey_shallow(v->srv[n].ctl, &sh, CTL_TIMEOUT_MS, &st, err);
+	vc_wipe(&sh, sizeof sh);
+	return ret;
+}
+
 /* The state of a served disk's online rekey (its filter's). */
 void power_rekey_status(struct hreq *r, struct vm *v, size_t n)
 {

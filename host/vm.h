@@ -140,6 +140,10 @@ void power_json(struct hostd *h, struct vm *v, json_t *j, bool detail);
  * state. */
 void power_rekey_deep(struct hreq *r, struct vm *v, size_t n);
 void power_rekey_status(struct hreq *r, struct vm *v, size_t n);
+/* Shallow rekey of a served disk by its filter: its data key rewrapped
+ * under kek (known as key nk of provider np). */
+int power_rekey_shallow(struct vm *v, size_t n, const struct vc_secret *kek, const char *np,
+			const char *nk, struct vc_error *err);
 json_t *rekey_status_json(const struct vc_ctl_status *st);
 
 /* rekey.c: the deep rekey of a powered-off VM's disk runs on a thread of

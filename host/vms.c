@@ -1006,7 +1006,8 @@ static int rewrap_vm_key(struct vm *v, const struct vc_secret *old, const struct
  * is under, so a rekey cut short is finished by running it again. */
 void h_vm_rekey(struct hreq *r)
 {
-	struct vm *v = path_vm(r);
+	/* Powered on too: served disks are rewrapped by their filter. */
+	struct vm *v = path_vm_any(r);
 	const char *np = json_string_value(json_object_get(r->body, "provider"));
 	const char *nk = json_string_value(json_object_get(r->body, "key_id"));
 	const struct vc_secret *old, *new;
@@ -1049,6 +1050,10 @@ void h_vm_rekey(struct hreq *r)
 
 		if (!v->disks[i].encrypted)
 			continue;
+		if (v->powered && srv_alive(&v->srv[i])) {
+			ret = power_rekey_shallow(v, i, new, np, nk, &err);
+			continue;
+		}
 		vm_path(r->h, v, v->disks[i].file, path, sizeof path);
 		f.fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 		if (f.fd < 0) {

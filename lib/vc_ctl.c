@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "vc_ctl.h"
+#include "vc_encode.h"
+#include "vc_secmem.h"
 
 static const char *const state_names[] = {
 	[VC_CTL_IDLE] = "idle",
@@ -37,16 +39,98 @@ static bool line_body(const char *line, size_t *len)
 	return memchr(line, '\n', *len) == NULL && memchr(line, '\0', *len) == NULL;
 }
 
+#define SHALLOW "rekey-shallow "
+
+static bool provider_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '.' || c == '_' || c == '-';
+}
+
+/* The next space-separated word of [*p, end) into out (cap bytes with its
+ * NUL): 1..cap-1 bytes, each accepted by ok (NULL: printable, no space). */
+static int take_word(const char **p, const char *end, char *out, size_t cap, bool (*ok)(char))
+{
+	const char *q = *p;
+	size_t n;
+
+	while (q < end && *q != ' ')
+		q++;
+	n = (size_t)(q - *p);
+	if (n == 0 || n >= cap)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		char c = (*p)[i];
+
+		if (ok ? !ok(c) : (c <= 0x20 || c >= 0x7f))
+			return -EINVAL;
+	}
+	memcpy(out, *p, n);
+	out[n] = '\0';
+	*p = q < end ? q + 1 : q;
+	return q < end ? 1 : 0;      /* 1: a space followed */
+}
+
+int vc_ctl_parse_shallow(const char *line, size_t len, struct vc_ctl_shallow *out)
+{
+	const char *p = line, *end;
+	size_t klen = 0;
+	int r;
+
+	memset(out, 0, sizeof *out);
+	if (!line_body(line, &len) || len < strlen(SHALLOW) || memcmp(line, SHALLOW, strlen(SHALLOW)))
+		return -EINVAL;
+	end = line + len;
+	p += strlen(SHALLOW);
+	r = take_word(&p, end, out->provider, sizeof out->provider, provider_char);
+	if (r == 1)
+		r = take_word(&p, end, out->key_id, sizeof out->key_id, NULL);
+	if (r == 1 && end - p == 2 * VC_CTL_KEK_LEN &&
+	    vc_hex_decode(p, 2 * VC_CTL_KEK_LEN, out->kek, sizeof out->kek, &klen) == 0 &&
+	    klen == VC_CTL_KEK_LEN)
+		return 0;
+	vc_wipe(out, sizeof *out);
+	return -EINVAL;
+}
+
+size_t vc_ctl_format_shallow(const struct vc_ctl_shallow *sh, char *buf)
+{
+	char hex[2 * VC_CTL_KEK_LEN + 1];
+	struct vc_ctl_shallow check;
+	int n;
+
+	vc_hex_encode(sh->kek, sizeof sh->kek, hex);
+	n = snprintf(buf, VC_CTL_LINE_MAX, SHALLOW "%.63s %.127s %s\n", sh->provider, sh->key_id,
+		     hex);
+	vc_wipe(hex, sizeof hex);
+	/* Only what the other end will accept. */
+	if (n <= 0 || n >= VC_CTL_LINE_MAX || vc_ctl_parse_shallow(buf, (size_t)n, &check) < 0 ||
+	    strcmp(check.provider, sh->provider) || strcmp(check.key_id, sh->key_id)) {
+		vc_wipe(buf, VC_CTL_LINE_MAX);
+		vc_wipe(&check, sizeof check);
+		return 0;
+	}
+	vc_wipe(&check, sizeof check);
+	return (size_t)n;
+}
+
 int vc_ctl_parse_cmd(const char *line, size_t len, enum vc_ctl_cmd *cmd)
 {
-	if (!line_body(line, &len))
+	struct vc_ctl_shallow sh;
+	size_t body = len;
+
+	if (!line_body(line, &body))
 		return -EINVAL;
-	if (len == 6 && !memcmp(line, "status", 6))
+	if (body == 6 && !memcmp(line, "status", 6)) {
 		*cmd = VC_CTL_STATUS;
-	else if (len == 10 && !memcmp(line, "rekey-deep", 10))
+	} else if (body == 10 && !memcmp(line, "rekey-deep", 10)) {
 		*cmd = VC_CTL_REKEY_DEEP;
-	else
+	} else if (vc_ctl_parse_shallow(line, len, &sh) == 0) {
+		vc_wipe(&sh, sizeof sh);
+		*cmd = VC_CTL_REKEY_SHALLOW;
+	} else {
 		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -147,11 +231,10 @@ static int ms_left(const struct timespec *deadline)
 	return ms < 0 ? 0 : ms > 60000 ? 60000 : (int)ms;
 }
 
-int vc_ctl_request(const char *path, enum vc_ctl_cmd cmd, int timeout_ms,
-		   struct vc_ctl_status *st, struct vc_error *err)
+static int exchange(const char *path, const char *line, int timeout_ms,
+		    struct vc_ctl_status *st, struct vc_error *err)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	const char *line = cmd == VC_CTL_REKEY_DEEP ? "rekey-deep\n" : "status\n";
 	char buf[VC_CTL_LINE_MAX + 1];
 	struct timespec deadline;
 	struct timeval tv;
@@ -215,5 +298,27 @@ int vc_ctl_request(const char *path, enum vc_ctl_cmd cmd, int timeout_ms,
 	close(fd);
 	if (ret == 0)
 		ret = vc_ctl_parse_status(buf, got, st, err);
+	return ret;
+}
+
+int vc_ctl_request(const char *path, enum vc_ctl_cmd cmd, int timeout_ms,
+		   struct vc_ctl_status *st, struct vc_error *err)
+{
+	if (cmd == VC_CTL_REKEY_SHALLOW)
+		return vc_error_set(err, -EINVAL, "a shallow rekey needs its key: vc_ctl_rekey_shallow");
+	return exchange(path, cmd == VC_CTL_REKEY_DEEP ? "rekey-deep\n" : "status\n", timeout_ms,
+			st, err);
+}
+
+int vc_ctl_rekey_shallow(const char *path, const struct vc_ctl_shallow *sh, int timeout_ms,
+			 struct vc_ctl_status *st, struct vc_error *err)
+{
+	char line[VC_CTL_LINE_MAX];
+	int ret;
+
+	if (vc_ctl_format_shallow(sh, line) == 0)
+		return vc_error_set(err, -EINVAL, "bad provider name or key id for a shallow rekey");
+	ret = exchange(path, line, timeout_ms, st, err);
+	vc_wipe(line, sizeof line);
 	return ret;
 }

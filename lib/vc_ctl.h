@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The I/O filter's control channel: a Unix socket on which the host agent
- * asks a running disk server for its online rekey state and starts an
- * online deep rekey. One request line, one reply line; no key material
- * ever crosses it. The wire format is in docs/FORMAT.md, part 3. */
+ * asks a running disk server for its online rekey state, starts an online
+ * deep rekey, and has it rewrap its data key under a new KEK (shallow
+ * rekey: the one request that carries a key). One request line, one
+ * reply line. The wire format is in docs/FORMAT.md, part 3. */
 #ifndef VC_CTL_H
 #define VC_CTL_H
 
@@ -17,6 +18,16 @@
 enum vc_ctl_cmd {
 	VC_CTL_STATUS,            /* "status" */
 	VC_CTL_REKEY_DEEP,        /* "rekey-deep": start one unless running */
+	VC_CTL_REKEY_SHALLOW,     /* "rekey-shallow PROVIDER KEY-ID HEX-KEK" */
+};
+
+#define VC_CTL_KEK_LEN 32
+
+/* The arguments of a shallow rekey. Holds a key: wipe it after use. */
+struct vc_ctl_shallow {
+	char provider[64];        /* 1..63 of [A-Za-z0-9._-] */
+	char key_id[128];         /* 1..127 printable, no space */
+	uint8_t kek[VC_CTL_KEK_LEN];
 };
 
 enum vc_ctl_state {
@@ -35,7 +46,7 @@ struct vc_ctl_status {
 };
 
 /* One request line (without or with its "\n"): -EINVAL when it is not a
- * known command. */
+ * known, well-formed command. */
 VC_MUST_CHECK int vc_ctl_parse_cmd(const char *line, size_t len, enum vc_ctl_cmd *cmd);
 
 /* The reply line for st, "\n" included, into buf (VC_CTL_LINE_MAX bytes);
@@ -49,9 +60,23 @@ VC_MUST_CHECK int vc_ctl_parse_status(const char *line, size_t len, struct vc_ct
 
 const char *vc_ctl_state_name(enum vc_ctl_state s);
 
+/* A "rekey-shallow" request line: its arguments into out (-EINVAL, and
+ * out wiped, unless well formed). */
+VC_MUST_CHECK int vc_ctl_parse_shallow(const char *line, size_t len, struct vc_ctl_shallow *out);
+
+/* The request line for sh, "\n" included, into buf (VC_CTL_LINE_MAX
+ * bytes; it holds the key in hex: wipe it). Returns its length, or 0
+ * when sh's fields are not valid. */
+size_t vc_ctl_format_shallow(const struct vc_ctl_shallow *sh, char *buf);
+
 /* Client: connect to the socket at path, send cmd, read and parse the
  * reply, all within timeout_ms. -ECONNREFUSED/-ENOENT when nobody listens. */
 VC_MUST_CHECK int vc_ctl_request(const char *path, enum vc_ctl_cmd cmd, int timeout_ms,
 				 struct vc_ctl_status *st, struct vc_error *err);
+
+/* The same for a shallow rekey to sh's KEK (the request line wiped). */
+VC_MUST_CHECK int vc_ctl_rekey_shallow(const char *path, const struct vc_ctl_shallow *sh,
+				       int timeout_ms, struct vc_ctl_status *st,
+				       struct vc_error *err);
 
 #endif

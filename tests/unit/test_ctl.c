@@ -97,6 +97,83 @@ static void test_parse_cmd_bad(void **state)
 	assert_int_equal(vc_ctl_parse_cmd("status", 0, &cmd), -EINVAL);
 }
 
+/* ---- rekey-shallow: the one request with arguments (and a key) ---- */
+
+#define HEX64 "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+
+static void test_parse_shallow_good(void **state)
+{
+	static const char line[] = "rekey-shallow nat-1.kms_A 521e407f-079c/42:x " HEX64 "\n";
+	struct vc_ctl_shallow sh, back;
+	char buf[VC_CTL_LINE_MAX];
+	enum vc_ctl_cmd cmd = VC_CTL_STATUS;
+	size_t n;
+
+	(void)state;
+	assert_int_equal(vc_ctl_parse_shallow(line, strlen(line), &sh), 0);
+	assert_string_equal(sh.provider, "nat-1.kms_A");
+	assert_string_equal(sh.key_id, "521e407f-079c/42:x");
+	for (int i = 0; i < VC_CTL_KEK_LEN; i++)
+		assert_int_equal(sh.kek[i], i);
+	assert_int_equal(parse_cmd_n(line, strlen(line), &cmd), 0);
+	assert_int_equal(cmd, VC_CTL_REKEY_SHALLOW);
+	/* Without the newline, the same. */
+	assert_int_equal(vc_ctl_parse_shallow(line, strlen(line) - 1, &back), 0);
+	assert_memory_equal(&sh, &back, sizeof sh);
+	/* format -> the exact line; parse(format(x)) == x. */
+	n = vc_ctl_format_shallow(&sh, buf);
+	assert_int_equal(n, strlen(line));
+	assert_memory_equal(buf, line, n);
+	/* Longest fields still fit a line. */
+	memset(sh.provider, 'p', 63);
+	sh.provider[63] = '\0';
+	memset(sh.key_id, 'k', 127);
+	sh.key_id[127] = '\0';
+	n = vc_ctl_format_shallow(&sh, buf);
+	assert_true(n > 0 && n < VC_CTL_LINE_MAX);
+	assert_int_equal(vc_ctl_parse_shallow(buf, n, &back), 0);
+	assert_memory_equal(&sh, &back, sizeof sh);
+}
+
+static void test_parse_shallow_bad(void **state)
+{
+	static const char *const bad[] = {
+		"rekey-shallow", "rekey-shallow ", "rekey-shallow nat", "rekey-shallow nat k",
+		"rekey-shallow nat k ", "rekey-shallow nat  k " HEX64, "rekey-shallow  nat k " HEX64,
+		"rekey-shallow nat k " HEX64 " ", "rekey-shallow nat k " HEX64 "0",
+		"rekey-shallow nat k 00", "rekey-shallow na/t k " HEX64,
+		"rekey-shallow nat k\tx " HEX64, "rekey-shallow nat k " HEX64 "\n\n",
+		"rekey-shallow nat k g00102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+		"rekey-shallownat k " HEX64, "REKEY-SHALLOW nat k " HEX64,
+	};
+	struct vc_ctl_shallow sh;
+	enum vc_ctl_cmd cmd;
+	char line[VC_CTL_LINE_MAX];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		if (vc_ctl_parse_shallow(bad[i], strlen(bad[i]), &sh) != -EINVAL)
+			fail_msg("parse_shallow accepted \"%s\"", bad[i]);
+		for (size_t b = 0; b < sizeof sh; b++)
+			if (((const uint8_t *)&sh)[b])
+				fail_msg("a refused line left bytes behind: \"%s\"", bad[i]);
+		if (parse_cmd_n(bad[i], strlen(bad[i]), &cmd) != -EINVAL)
+			fail_msg("parse_cmd accepted \"%s\"", bad[i]);
+	}
+	/* Fields too long for the wire: format refuses them. */
+	memset(&sh, 0, sizeof sh);
+	memset(sh.provider, 'p', sizeof sh.provider - 1);
+	strcpy(sh.key_id, "k");
+	assert_int_equal(vc_ctl_format_shallow(&sh, line), 63 + 1 + 1 + 1 + 64 + 14 + 1);
+	strcpy(sh.provider, "bad name");
+	assert_int_equal(vc_ctl_format_shallow(&sh, line), 0);
+	strcpy(sh.provider, "nat");
+	sh.key_id[0] = '\0';
+	assert_int_equal(vc_ctl_format_shallow(&sh, line), 0);
+	assert_int_equal(vc_ctl_request("/nonexistent", VC_CTL_REKEY_SHALLOW, 100, NULL, NULL),
+			 -EINVAL);
+}
+
 /* ---- vc_ctl_format_status / vc_ctl_parse_status ---- */
 
 /* Parse a copy of exactly len bytes. */
@@ -887,6 +964,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_cmd_good),
 		cmocka_unit_test(test_parse_cmd_bad),
+		cmocka_unit_test(test_parse_shallow_good),
+		cmocka_unit_test(test_parse_shallow_bad),
 		cmocka_unit_test(test_format_exact),
 		cmocka_unit_test(test_roundtrip_states),
 		cmocka_unit_test(test_roundtrip_failed_nonprintable),
