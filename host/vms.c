@@ -722,6 +722,24 @@ void h_vm_create(struct hreq *r)
 
 /* Encrypt one disk of a plaintext VM: a new encrypted copy, then vm.json
  * switched to it, then the plaintext file removed. Idempotent. */
+/* Disk n's converted copy tmp becomes fin (named file in the folder) and
+ * vm.json names it; after a failure vm.json still names the original. */
+static int disk_switch(struct hostd *h, struct vm *v, size_t n, const char *tmp, const char *fin,
+		       const char *file, bool encrypted, struct vc_error *err)
+{
+	struct vm_disk old = v->disks[n];
+	int ret = 0;
+
+	if (rename(tmp, fin) < 0)
+		return vc_error_errno(err, errno, "cannot rename %s", tmp);
+	snprintf(v->disks[n].file, sizeof v->disks[n].file, "%s", file);
+	v->disks[n].encrypted = encrypted;
+	ret = vm_save(h, v, err);
+	if (ret < 0)
+		v->disks[n] = old;
+	return ret;
+}
+
 void h_vm_encrypt_disk(struct hreq *r)
 {
 	struct vm *v = path_vm(r);
@@ -757,17 +775,8 @@ void h_vm_encrypt_disk(struct hreq *r)
 	vm_path(r->h, v, file, fin, sizeof fin);
 	snprintf(tmp, sizeof tmp, "%s.tmp", fin);
 	ret = encrypt_copy(raw, tmp, v->disks[n].size, v, kek, &err);
-	if (ret == 0 && rename(tmp, fin) < 0)
-		ret = vc_error_errno(&err, errno, "cannot rename %s", tmp);
-	if (ret == 0) {
-		struct vm_disk old = v->disks[n];
-
-		snprintf(v->disks[n].file, sizeof v->disks[n].file, "%s", file);
-		v->disks[n].encrypted = true;
-		ret = vm_save(r->h, v, &err);
-		if (ret < 0)
-			v->disks[n] = old;
-	}
+	if (ret == 0)
+		ret = disk_switch(r->h, v, n, tmp, fin, file, true, &err);
 	if (ret < 0) {
 		unlink(tmp);
 		reply_error(r, 500, "internal", "%s", vc_error_msg(&err));
@@ -1182,17 +1191,8 @@ void h_vm_decrypt_disk(struct hreq *r)
 	vm_path(r->h, v, file, fin, sizeof fin);
 	snprintf(tmp, sizeof tmp, "%s.tmp", fin);
 	ret = decrypt_copy(r->h, src, tmp, v->disks[n].size, &err);
-	if (ret == 0 && rename(tmp, fin) < 0)
-		ret = vc_error_errno(&err, errno, "cannot rename %s", tmp);
-	if (ret == 0) {
-		struct vm_disk old = v->disks[n];
-
-		snprintf(v->disks[n].file, sizeof v->disks[n].file, "%s", file);
-		v->disks[n].encrypted = false;
-		ret = vm_save(r->h, v, &err);
-		if (ret < 0)
-			v->disks[n] = old;
-	}
+	if (ret == 0)
+		ret = disk_switch(r->h, v, n, tmp, fin, file, false, &err);
 	if (ret < 0) {
 		unlink(tmp);
 		reply_error(r, ret == -ENOKEY ? 409 : 500, ret == -ENOKEY ? "key_missing" : "internal",

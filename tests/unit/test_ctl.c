@@ -125,10 +125,8 @@ static void test_parse_shallow_good(void **state)
 	assert_int_equal(n, strlen(line));
 	assert_memory_equal(buf, line, n);
 	/* Longest fields still fit a line. */
-	memset(sh.provider, 'p', 63);
-	sh.provider[63] = '\0';
-	memset(sh.key_id, 'k', 127);
-	sh.key_id[127] = '\0';
+	snprintf(sh.provider, sizeof sh.provider, "%063d", 0);
+	snprintf(sh.key_id, sizeof sh.key_id, "%0127d", 0);
 	n = vc_ctl_format_shallow(&sh, buf);
 	assert_true(n > 0 && n < VC_CTL_LINE_MAX);
 	assert_int_equal(vc_ctl_parse_shallow(buf, n, &back), 0);
@@ -162,12 +160,12 @@ static void test_parse_shallow_bad(void **state)
 	}
 	/* Fields too long for the wire: format refuses them. */
 	memset(&sh, 0, sizeof sh);
-	memset(sh.provider, 'p', sizeof sh.provider - 1);
-	strcpy(sh.key_id, "k");
+	snprintf(sh.provider, sizeof sh.provider, "%063d", 0);
+	snprintf(sh.key_id, sizeof sh.key_id, "k");
 	assert_int_equal(vc_ctl_format_shallow(&sh, line), 63 + 1 + 1 + 1 + 64 + 14 + 1);
-	strcpy(sh.provider, "bad name");
+	snprintf(sh.provider, sizeof sh.provider, "bad name");
 	assert_int_equal(vc_ctl_format_shallow(&sh, line), 0);
-	strcpy(sh.provider, "nat");
+	snprintf(sh.provider, sizeof sh.provider, "nat");
 	sh.key_id[0] = '\0';
 	assert_int_equal(vc_ctl_format_shallow(&sh, line), 0);
 	assert_int_equal(vc_ctl_request("/nonexistent", VC_CTL_REKEY_SHALLOW, 100, NULL, NULL),
