@@ -696,9 +696,11 @@ struct adapt {
 		vc_store_policy_fn policy;
 		vc_store_task_fn task;
 		vc_store_event_fn event;
+		vc_store_group_fn group;
+		vc_store_host_fn host;
+		vc_store_vm_fn vm;
 	} fn;
 	void *ctx;
-	int ncols;
 };
 
 static int bad_cols(int n, int want)
@@ -813,25 +815,20 @@ int vc_store_user_set_must_change(struct vc_store *st, const char *name,
 	return changed_one(ret, ch, "user", name, err);
 }
 
-struct group_adapt {
-	vc_store_group_fn fn;
-	void *ctx;
-};
-
 static int group_row(const struct vc_store_val *c, int n, void *ctx)
 {
-	struct group_adapt *a = ctx;
+	struct adapt *a = ctx;
 
 	if (bad_cols(n, 1))
 		return -EBADMSG;
-	return a->fn(cs(&c[0]), a->ctx);
+	return a->fn.group(cs(&c[0]), a->ctx);
 }
 
 int vc_store_user_groups(struct vc_store *st, const char *name, vc_store_group_fn cb,
 			 void *ctx, struct vc_error *err)
 {
 	struct vc_store_val p[] = { T(name) };
-	struct group_adapt a = { cb, ctx };
+	struct adapt a = { .fn.group = cb, .ctx = ctx };
 
 	return run(st, "SELECT group_name FROM user_groups WHERE user_name = ?1 "
 		   "ORDER BY group_name", p, 1, group_row, &a, NULL, err);
@@ -1636,20 +1633,15 @@ static void host_from(const struct vc_store_val *c, struct vc_store_host *h)
 	h->added = ci(&c[4]);
 }
 
-struct host_adapt {
-	vc_store_host_fn fn;
-	void *ctx;
-};
-
 static int host_row(const struct vc_store_val *c, int n, void *ctx)
 {
-	struct host_adapt *a = ctx;
+	struct adapt *a = ctx;
 	struct vc_store_host h = { 0 };
 
 	if (bad_cols(n, 5))
 		return -EBADMSG;
 	host_from(c, &h);
-	return a->fn(&h, a->ctx);
+	return a->fn.host(&h, a->ctx);
 }
 
 int vc_store_host_add(struct vc_store *st, const struct vc_store_host *h,
@@ -1688,7 +1680,7 @@ int vc_store_host_get(struct vc_store *st, const char *id, struct vc_store_host 
 int vc_store_host_list(struct vc_store *st, vc_store_host_fn cb, void *ctx,
 		       struct vc_error *err)
 {
-	struct host_adapt a = { cb, ctx };
+	struct adapt a = { .fn.host = cb, .ctx = ctx };
 
 	return run(st, "SELECT " HOST_COLS " FROM hosts ORDER BY address", NULL, 0, host_row,
 		   &a, NULL, err);
@@ -1718,20 +1710,15 @@ static void vm_from(const struct vc_store_val *c, struct vc_store_vm *v)
 	v->key_id = cs(&c[5]);
 }
 
-struct vm_adapt {
-	vc_store_vm_fn fn;
-	void *ctx;
-};
-
 static int vm_row(const struct vc_store_val *c, int n, void *ctx)
 {
-	struct vm_adapt *a = ctx;
+	struct adapt *a = ctx;
 	struct vc_store_vm v = { 0 };
 
 	if (bad_cols(n, 6))
 		return -EBADMSG;
 	vm_from(c, &v);
-	return a->fn(&v, a->ctx);
+	return a->fn.vm(&v, a->ctx);
 }
 
 int vc_store_vm_add(struct vc_store *st, const struct vc_store_vm *v, struct vc_error *err)
@@ -1768,7 +1755,7 @@ int vc_store_vm_list(struct vc_store *st, const char *host, vc_store_vm_fn cb, v
 		     struct vc_error *err)
 {
 	struct vc_store_val p[] = { T(host) };
-	struct vm_adapt a = { cb, ctx };
+	struct adapt a = { .fn.vm = cb, .ctx = ctx };
 
 	if (host)
 		return run(st, "SELECT " VM_COLS " FROM vms WHERE host = ?1 ORDER BY uuid", p, 1,
