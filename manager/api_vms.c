@@ -469,8 +469,8 @@ void api_vm_encrypt(struct req *r)
 
 /* ---- delete ---- */
 struct del_job {
-	struct host_ref h;
-	char path[120], vm_id[INV_ID_LEN], key_id[VC_KEYPROV_ID_MAX], name[VC_REQ_NAME_MAX + 1];
+	struct vm_ref vr;
+	char path[120], vm_id[INV_ID_LEN], name[VC_REQ_NAME_MAX + 1];
 	int ret;
 	struct vc_error err;
 };
@@ -479,7 +479,8 @@ static void del_work(struct req *r, void *arg)
 {
 	struct del_job *j = arg;
 
-	j->ret = host_do(r->m, j->h.address, j->h.pin, "DELETE", j->path, NULL, NULL, &j->err);
+	j->ret = host_do(r->m, j->vr.host.address, j->vr.host.pin, "DELETE", j->path, NULL, NULL,
+			 &j->err);
 }
 
 static void del_done(struct req *r, void *arg)
@@ -497,7 +498,7 @@ static void del_done(struct req *r, void *arg)
 	else
 		err = j->err;
 	authz_invalidate(r->m);
-	ev_log(r->m, r->user, "vm.delete", j->vm_id, NULL, j->key_id[0] ? j->key_id : NULL,
+	ev_log(r->m, r->user, "vm.delete", j->vm_id, NULL, j->vr.key_id[0] ? j->vr.key_id : NULL,
 	       ret == 0 ? EV_OK : EV_FAIL, "deleted VM '%s' and its files%s%s", j->name,
 	       ret ? ": " : "", ret ? vc_error_msg(&err) : "");
 	if (ret < 0)
@@ -509,27 +510,20 @@ static void del_done(struct req *r, void *arg)
 
 void api_vm_delete(struct req *r)
 {
-	struct vc_store_vm v;
 	struct vc_store_object o;
 	struct vc_error err = { 0 };
 	struct del_job *j = calloc(1, sizeof *j);
-	int ret = j ? vc_store_vm_get(r->m->st, r->param[0], &v, &err)
+	int ret = j ? vm_ref_get(r->m, r->param[0], &j->vr, &err)
 		    : vc_error_set(&err, -ENOMEM, "out of memory");
 
-	if (ret < 0) {
-		free(j);
-		reply_errno(r, ret, &err);
-		return;
+	if (ret == 0) {
+		snprintf(j->path, sizeof j->path, "/api/v1/vms/%s", j->vr.uuid);
+		snprintf(j->vm_id, sizeof j->vm_id, "%s", r->param[0]);
+		if (vc_store_object_get(r->m->st, r->param[0], &o, &err) == 0) {
+			snprintf(j->name, sizeof j->name, "%s", o.name);
+			free(o.mem);
+		}
 	}
-	ret = host_ref(r->m, v.host, &j->h, &err);
-	snprintf(j->path, sizeof j->path, "/api/v1/vms/%s", v.uuid);
-	snprintf(j->vm_id, sizeof j->vm_id, "%s", v.id);
-	snprintf(j->key_id, sizeof j->key_id, "%s", v.key_id ? v.key_id : "");
-	if (vc_store_object_get(r->m->st, v.id, &o, &err) == 0) {
-		snprintf(j->name, sizeof j->name, "%s", o.name);
-		free(o.mem);
-	}
-	free(v.mem);
 	if (ret == 0 && defer_call(r, del_work, del_done, j) < 0)
 		ret = vc_error_set(&err, -ENOMEM, "cannot start the call to the host");
 	if (ret < 0) {
@@ -1082,9 +1076,9 @@ void api_vm_rekey(struct req *r)
 
 /* ---- add a disk (AddDisk on an encrypted VM) ---- */
 struct disk_job {
-	struct host_ref h;
+	struct vm_ref vr;
 	char path[120];
-	char vm_id[INV_ID_LEN], key_id[VC_KEYPROV_ID_MAX], provider[VC_REQ_NAME_MAX + 1];
+	char vm_id[INV_ID_LEN];
 	json_int_t size;
 	json_t *live;
 	int ret;
@@ -1095,7 +1089,7 @@ static void disk_work(struct req *r, void *arg)
 {
 	struct disk_job *j = arg;
 
-	j->ret = host_do(r->m, j->h.address, j->h.pin, "POST", j->path,
+	j->ret = host_do(r->m, j->vr.host.address, j->vr.host.pin, "POST", j->path,
 			 json_pack("{s:I}", "size", j->size), &j->live, &j->err);
 }
 
@@ -1103,10 +1097,10 @@ static void disk_done(struct req *r, void *arg)
 {
 	struct disk_job *j = arg;
 
-	ev_log(r->m, r->user, "vm.add-disk", j->vm_id, j->provider[0] ? j->provider : NULL,
-	       j->key_id[0] ? j->key_id : NULL, j->ret == 0 ? EV_OK : EV_FAIL,
+	ev_log(r->m, r->user, "vm.add-disk", j->vm_id, j->vr.provider[0] ? j->vr.provider : NULL,
+	       j->vr.key_id[0] ? j->vr.key_id : NULL, j->ret == 0 ? EV_OK : EV_FAIL,
 	       "added a %lld-byte %s disk to VM %s%s%s", (long long)j->size,
-	       j->key_id[0] ? "encrypted" : "plaintext", j->vm_id, j->ret ? ": " : "",
+	       j->vr.key_id[0] ? "encrypted" : "plaintext", j->vm_id, j->ret ? ": " : "",
 	       j->ret ? vc_error_msg(&j->err) : "");
 	if (j->ret < 0)
 		reply_error(r, 502, "host_error", "%s", vc_error_msg(&j->err));
@@ -1118,30 +1112,21 @@ static void disk_done(struct req *r, void *arg)
 
 void api_vm_add_disk(struct req *r)
 {
-	struct vc_store_vm v;
 	struct vc_error err = { 0 };
 	struct disk_job *j = calloc(1, sizeof *j);
-	int ret = j ? vc_store_vm_get(r->m->st, r->param[0], &v, &err)
+	int ret = j ? vm_ref_get(r->m, r->param[0], &j->vr, &err)
 		    : vc_error_set(&err, -ENOMEM, "out of memory");
 
-	if (ret < 0) {
-		free(j);
-		reply_errno(r, ret, &err);
-		return;
-	}
 	/* A disk of an encrypted VM is encrypted: Cryptographer.AddDisk. */
-	if (v.key_id && need_priv(r, VC_PRIV_CRYPTO_ADD_DISK, r->param[0]) < 0) {
-		free(v.mem);
+	if (ret == 0 && j->vr.key_id[0] && need_priv(r, VC_PRIV_CRYPTO_ADD_DISK, r->param[0]) < 0) {
 		free(j);
 		return;
 	}
-	ret = host_ref(r->m, v.host, &j->h, &err);
-	snprintf(j->path, sizeof j->path, "/api/v1/vms/%s/disks", v.uuid);
-	snprintf(j->vm_id, sizeof j->vm_id, "%s", v.id);
-	snprintf(j->key_id, sizeof j->key_id, "%s", v.key_id ? v.key_id : "");
-	snprintf(j->provider, sizeof j->provider, "%s", v.provider ? v.provider : "");
-	j->size = json_integer_value(json_object_get(r->body, "size"));
-	free(v.mem);
+	if (ret == 0) {
+		snprintf(j->path, sizeof j->path, "/api/v1/vms/%s/disks", j->vr.uuid);
+		snprintf(j->vm_id, sizeof j->vm_id, "%s", r->param[0]);
+		j->size = json_integer_value(json_object_get(r->body, "size"));
+	}
 	if (ret == 0 && defer_call(r, disk_work, disk_done, j) < 0)
 		ret = vc_error_set(&err, -ENOMEM, "cannot start the call to the host");
 	if (ret < 0) {
