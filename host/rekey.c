@@ -163,25 +163,13 @@ void rekey_job_end(struct vm *v)
 /* The VM and disk a rekey call names; NULL after a reply. */
 static struct vm *rekey_target(struct hreq *r, size_t *n)
 {
-	struct vm *v = vm_find(r->h, r->param[0]);
-	unsigned long k;
-	char *end;
+	struct vm *v = path_vm_find(r);
+	size_t k;
 
-	if (!v) {
-		reply_error(r, 404, "not_found", "no VM %s on this host", r->param[0]);
+	if (!v || !path_disk(r, v, &k))
 		return NULL;
-	}
-	if (v->error[0]) {
-		reply_error(r, 409, "conflict", "%s", v->error);
-		return NULL;
-	}
-	k = strtoul(r->param[1], &end, 10);
-	if (*end || k >= v->ndisks) {
-		reply_error(r, 404, "not_found", "VM %s has no disk %s", v->uuid, r->param[1]);
-		return NULL;
-	}
 	if (!v->disks[k].encrypted) {
-		reply_error(r, 409, "conflict", "disk %lu of VM %s is not encrypted", k, v->uuid);
+		reply_error(r, 409, "conflict", "disk %zu of VM %s is not encrypted", k, v->uuid);
 		return NULL;
 	}
 	*n = k;

@@ -60,8 +60,13 @@ json_t *vmconf_json(const struct vm *v);
 
 /* vms.c */
 struct vm *vm_find(struct hostd *h, const char *uuid);
-/* The VM a call names (r->param[0]), in any power state; NULL after a reply. */
+/* The VM a call names (r->param[0]); NULL after a reply. _find: as long
+ * as its folder could be read; _any: and no deep rekey is running on it
+ * (any power state). */
+struct vm *path_vm_find(struct hreq *r);
 struct vm *path_vm_any(struct hreq *r);
+/* Its disk r->param[1] into *n; false after a 404. */
+bool path_disk(struct hreq *r, const struct vm *v, size_t *n);
 void vm_path(struct hostd *h, const struct vm *v, const char *file, char *out, size_t len);
 bool needs_key(const struct vm *v);
 const struct vc_secret *cached(struct hostd *h, const char *prov, const char *id,

@@ -460,8 +460,7 @@ static void remove_vm_files(struct hostd *h, const struct vm *v)
 }
 
 /* ---- handlers ---- */
-/* The VM a call names, in any power state; NULL after a reply. */
-struct vm *path_vm_any(struct hreq *r)
+struct vm *path_vm_find(struct hreq *r)
 {
 	struct vm *v = vm_find(r->h, r->param[0]);
 
@@ -470,10 +469,29 @@ struct vm *path_vm_any(struct hreq *r)
 	else if (v->error[0]) {
 		reply_error(r, 409, "conflict", "%s", v->error);
 		v = NULL;
-	} else if (vm_busy(r, v)) {
-		v = NULL;
 	}
 	return v;
+}
+
+/* The VM a call names, in any power state; NULL after a reply. */
+struct vm *path_vm_any(struct hreq *r)
+{
+	struct vm *v = path_vm_find(r);
+
+	return v && vm_busy(r, v) ? NULL : v;
+}
+
+bool path_disk(struct hreq *r, const struct vm *v, size_t *n)
+{
+	char *end;
+	unsigned long k = strtoul(r->param[1], &end, 10);
+
+	if (*end || k >= v->ndisks) {
+		reply_error(r, 404, "not_found", "VM %s has no disk %s", v->uuid, r->param[1]);
+		return false;
+	}
+	*n = k;
+	return true;
 }
 
 /* The VM a call that changes its files names: it must be off. */
@@ -746,17 +764,13 @@ void h_vm_encrypt_disk(struct hreq *r)
 	struct vc_error err = { 0 };
 	const struct vc_secret *kek;
 	char raw[PATH_MAX], tmp[PATH_MAX + 8], fin[PATH_MAX], file[32];
-	unsigned long n;
-	char *end;
+	size_t n;
 	int ret;
 
 	if (!v)
 		return;
-	n = strtoul(r->param[1], &end, 10);
-	if (*end || n >= v->ndisks) {
-		reply_error(r, 404, "not_found", "VM %s has no disk %s", v->uuid, r->param[1]);
+	if (!path_disk(r, v, &n))
 		return;
-	}
 	if (v->provider[0] && (strcmp(v->provider,
 				      json_string_value(json_object_get(r->body, "provider"))) ||
 			       strcmp(v->key_id, json_string_value(json_object_get(r->body, "key_id"))))) {
@@ -770,7 +784,7 @@ void h_vm_encrypt_disk(struct hreq *r)
 		reply_json(r, 200, vm_json(r->h, v));
 		return;
 	}
-	snprintf(file, sizeof file, "disk%lu.vcd", n);
+	snprintf(file, sizeof file, "disk%zu.vcd", n);
 	vm_path(r->h, v, v->disks[n].file, raw, sizeof raw);
 	vm_path(r->h, v, file, fin, sizeof fin);
 	snprintf(tmp, sizeof tmp, "%s.tmp", fin);
@@ -785,7 +799,7 @@ void h_vm_encrypt_disk(struct hreq *r)
 	/* Only now that vm.json names the encrypted copy. (Deleting a file
 	 * does not erase its blocks from the device: docs/SECURITY.md.) */
 	unlink(raw);
-	vc_log(VC_LOG_INFO, "VM %s: disk %lu encrypted with key %s of %s", v->uuid, n, v->key_id,
+	vc_log(VC_LOG_INFO, "VM %s: disk %zu encrypted with key %s of %s", v->uuid, n, v->key_id,
 	       v->provider);
 	reply_json(r, 200, vm_json(r->h, v));
 }
@@ -849,17 +863,13 @@ void h_vm_export_disk(struct hreq *r)
 	struct vc_error err = { 0 };
 	struct evbuffer *b = NULL;
 	char path[PATH_MAX];
-	unsigned long n;
-	char *end;
+	size_t n;
 	int fd = -1, ret = 0;
 
 	if (!v)
 		return;
-	n = strtoul(r->param[1], &end, 10);
-	if (*end || n >= v->ndisks) {
-		reply_error(r, 404, "not_found", "VM %s has no disk %s", v->uuid, r->param[1]);
+	if (!path_disk(r, v, &n))
 		return;
-	}
 	if (v->disks[n].size > EXPORT_MAX) {
 		reply_error(r, 413, "payload_too_large", "disks over 256 MiB are not exported here");
 		return;
@@ -1166,27 +1176,20 @@ out:
 void h_vm_decrypt_disk(struct hreq *r)
 {
 	struct vm *v = path_vm(r);
-
-	if (v && vtpm_refuse_decrypt(r, v))
-		return;
 	struct vc_error err = { 0 };
 	char src[PATH_MAX], tmp[PATH_MAX + 8], fin[PATH_MAX], file[32];
-	unsigned long n;
-	char *end;
+	size_t n;
 	int ret;
 
-	if (!v)
+	if (!v || vtpm_refuse_decrypt(r, v))
 		return;
-	n = strtoul(r->param[1], &end, 10);
-	if (*end || n >= v->ndisks) {
-		reply_error(r, 404, "not_found", "VM %s has no disk %s", v->uuid, r->param[1]);
+	if (!path_disk(r, v, &n))
 		return;
-	}
 	if (!v->disks[n].encrypted) {
 		reply_json(r, 200, vm_json(r->h, v));
 		return;
 	}
-	snprintf(file, sizeof file, "disk%lu.raw", n);
+	snprintf(file, sizeof file, "disk%zu.raw", n);
 	vm_path(r->h, v, v->disks[n].file, src, sizeof src);
 	vm_path(r->h, v, file, fin, sizeof fin);
 	snprintf(tmp, sizeof tmp, "%s.tmp", fin);
@@ -1200,7 +1203,7 @@ void h_vm_decrypt_disk(struct hreq *r)
 		return;
 	}
 	unlink(src);
-	vc_log(VC_LOG_INFO, "VM %s: disk %lu decrypted", v->uuid, n);
+	vc_log(VC_LOG_INFO, "VM %s: disk %zu decrypted", v->uuid, n);
 	reply_json(r, 200, vm_json(r->h, v));
 }
 
