@@ -60,7 +60,8 @@ end
 
 
 def fail(msg):
-    sys.exit(f"bench_api: {msg}")
+    # Named after the script that runs (bench_vms uses Client too).
+    sys.exit(f"{os.path.basename(sys.argv[0]).removesuffix('.py')}: {msg}")
 
 
 class Daemon:
@@ -164,16 +165,20 @@ class Daemon:
 
 class Client:
     """HTTPS+JSON on one kept-alive connection (reopened when the server
-    closed it), verifying the manager's own certificate."""
+    closed it), verifying the manager's own certificate. Paths are taken
+    after prefix."""
 
-    def __init__(self, port, ca, token=None):
+    def __init__(self, port, ca, token=None, prefix="", timeout=30):
         self.port = port
         self.ctx = ssl.create_default_context(cafile=ca)
         self.token = token
         self.conn = None
+        self.prefix = prefix
+        self.timeout = timeout
 
     def connect(self):
-        return http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=30)
+        return http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx,
+                                           timeout=self.timeout)
 
     def request(self, method, path, body=None, token=True):
         hdrs = {}
@@ -187,7 +192,7 @@ class Client:
             if self.conn is None:
                 self.conn = self.connect()
             try:
-                self.conn.request(method, path, body=data, headers=hdrs)
+                self.conn.request(method, self.prefix + path, body=data, headers=hdrs)
                 r = self.conn.getresponse()
                 raw = r.read()
                 break
@@ -204,7 +209,7 @@ class Client:
     def ok(self, method, path, body=None, want=(200,)):
         status, j = self.request(method, path, body)
         if status not in want:
-            fail(f"{method} {path}: HTTP {status} {j}")
+            fail(f"{method} {self.prefix}{path}: HTTP {status} {j}")
         return j
 
     def close(self):

@@ -32,7 +32,6 @@ usage: bench_vms.py [--vms N] [--offline M] [--unlock-vms U] [--restarts R]
 """
 import argparse
 import base64
-import http.client
 import json
 import math
 import os
@@ -40,13 +39,14 @@ import random
 import re
 import resource
 import signal
-import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+
+import bench_api
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
@@ -71,53 +71,11 @@ def say(msg):
     print(f"bench_vms: {msg}", file=sys.stderr, flush=True)
 
 
-class Client:
-    """HTTPS+JSON to the manager on one kept-alive connection (reopened when
-    the server closed it), verifying the manager's own certificate."""
+class Client(bench_api.Client):
+    """The manager's API under /api/v1/, with room for long calls."""
 
     def __init__(self, port, ca, token=None):
-        self.port = port
-        self.ctx = ssl.create_default_context(cafile=ca)
-        self.token = token
-        self.conn = None
-
-    def request(self, method, path, body=None):
-        hdrs = {}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            hdrs["Content-Type"] = "application/json"
-        if self.token:
-            hdrs["Authorization"] = f"Bearer {self.token}"
-        for attempt in (0, 1):
-            if self.conn is None:
-                self.conn = http.client.HTTPSConnection("127.0.0.1", self.port,
-                                                        context=self.ctx, timeout=120)
-            try:
-                self.conn.request(method, "/api/v1/" + path, body=data, headers=hdrs)
-                r = self.conn.getresponse()
-                raw = r.read()
-                break
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                self.conn.close()
-                self.conn = None
-                if attempt:
-                    raise
-        if r.getheader("Connection", "").lower() == "close":
-            self.conn.close()
-            self.conn = None
-        return r.status, (json.loads(raw) if raw else None)
-
-    def ok(self, method, path, body=None, want=(200,)):
-        status, j = self.request(method, path, body)
-        if status not in want:
-            fail(f"{method} /api/v1/{path}: HTTP {status} {j}")
-        return j
-
-    def close(self):
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+        super().__init__(port, ca, token, prefix="/api/v1/", timeout=120)
 
 
 def add_host(c, agent, name):
