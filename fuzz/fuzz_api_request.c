@@ -63,23 +63,6 @@ static void collect_specs(void)
 			specs[nspecs++] = mgr_routes[i].fields;
 }
 
-static const char *method_str(int m)
-{
-	switch (m) {
-	case EVHTTP_REQ_GET:
-		return "GET";
-	case EVHTTP_REQ_POST:
-		return "POST";
-	case EVHTTP_REQ_PUT:
-		return "PUT";
-	case EVHTTP_REQ_PATCH:
-		return "PATCH";
-	case EVHTTP_REQ_DELETE:
-		return "DELETE";
-	}
-	return "?";
-}
-
 /* What the replay checks the corpus reached. */
 static long n_parsed, n_routed, n_query_ok, n_time_ok, n_body_ok;
 
@@ -295,7 +278,7 @@ static void check_routes(const char *method, size_t mlen, const struct vc_target
 			FUZZ_CHECK(params[j] == want[j] && params[j] < t->nseg,
 				   "%s: parameter %zu at segment %zu, not %zu", mgr_routes[i].pattern, j,
 				   params[j], want[j]);
-		if (strlen(method_str(mgr_routes[i].method)) == mlen && !memcmp(method_str(mgr_routes[i].method), method, mlen)) {
+		if (strlen(route_method_name(mgr_routes[i].method)) == mlen && !memcmp(route_method_name(mgr_routes[i].method), method, mlen)) {
 			/* server.c takes the first; two would make the rest dead. */
 			FUZZ_CHECK(!chosen, "%s and %s both match", chosen ? chosen->pattern : "",
 				   mgr_routes[i].pattern);

@@ -209,3 +209,21 @@ const struct route mgr_routes[] = {
 };
 
 const size_t mgr_nroutes = sizeof mgr_routes / sizeof mgr_routes[0];
+
+const char *route_method_name(int m)
+{
+	switch (m) {
+	case EVHTTP_REQ_GET:
+		return "GET";
+	case EVHTTP_REQ_POST:
+		return "POST";
+	case EVHTTP_REQ_PUT:
+		return "PUT";
+	case EVHTTP_REQ_PATCH:
+		return "PATCH";
+	case EVHTTP_REQ_DELETE:
+		return "DELETE";
+	default:
+		return "?";
+	}
+}

@@ -154,29 +154,6 @@ void reply_errno(struct req *r, int ret, const struct vc_error *err)
 	}
 }
 
-static const char *method_name(int m)
-{
-	switch (m) {
-	case EVHTTP_REQ_GET:
-		return "GET";
-	case EVHTTP_REQ_POST:
-		return "POST";
-	case EVHTTP_REQ_PUT:
-		return "PUT";
-	case EVHTTP_REQ_PATCH:
-		return "PATCH";
-	case EVHTTP_REQ_DELETE:
-		return "DELETE";
-	default:
-		return "?";
-	}
-}
-
-const char *route_method_name(int m)
-{
-	return method_name(m);
-}
-
 /* Calls allowed while the caller must still change a one-time password. */
 static bool allowed_before_change(const struct route *rt)
 {
@@ -270,7 +247,7 @@ static int read_body(struct req *r, const struct route *rt)
 	}
 	if (len > 0 && !rt->fields) {
 		reply_error(r, 400, "bad_request", "%s %s takes no request body",
-			    method_name(rt->method), rt->pattern);
+			    route_method_name(rt->method), rt->pattern);
 		return -1;
 	}
 	data = evbuffer_pullup(in, -1);
@@ -336,10 +313,10 @@ static void serve(struct req *r)
 	if (!rt) {
 		if (other)
 			reply_error(r, 405, "method_not_allowed", "method %s is not allowed here",
-				    method_name(r->method));
+				    route_method_name(r->method));
 		else
 			reply_error(r, 404, "not_found", "no such API call: %s %.200s",
-				    method_name(r->method), evhttp_request_get_uri(r->er));
+				    route_method_name(r->method), evhttp_request_get_uri(r->er));
 		return;
 	}
 	for (size_t i = 0; i < np; i++)
