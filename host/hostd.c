@@ -33,6 +33,7 @@
 #include "vc_crypto.h"
 #include "vc_encode.h"
 #include "vc_json.h"
+#include "https.h"
 #include "vc_log.h"
 #include "vc_passwd.h"
 #include "vc_secmem.h"
@@ -227,24 +228,6 @@ static int verify_peer(X509_STORE_CTX *x, void *arg)
 		return 0;
 	}
 	return 1;
-}
-
-static struct bufferevent *make_bev(struct event_base *base, void *arg)
-{
-	SSL *ssl = SSL_new(arg);
-	struct bufferevent *bev;
-
-	if (!ssl) {
-		vc_log(VC_LOG_ERROR, "cannot allocate a TLS session; stopping");
-		abort();
-	}
-	bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-					     BEV_OPT_CLOSE_ON_FREE);
-	if (!bev) {
-		vc_log(VC_LOG_ERROR, "cannot allocate a TLS connection; stopping");
-		abort();
-	}
-	return bev;
 }
 
 static void peer_of(struct hreq *r)
@@ -753,7 +736,7 @@ static int run(struct hostd *h, struct vc_error *err)
 			ret = vc_error_set(err, -ENOMEM, "cannot create the HTTP server");
 	}
 	if (ret == 0) {
-		evhttp_set_bevcb(http, make_bev, ctx);
+		evhttp_set_bevcb(http, https_bev, ctx);
 		evhttp_set_gencb(http, on_request, h);
 		evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
 						 EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);

@@ -24,6 +24,7 @@
 #include "mgr.h"
 #include "server.h"
 #include "vc_json.h"
+#include "https.h"
 #include "vc_log.h"
 #include "vc_passwd.h"
 #include "vc_secmem.h"
@@ -499,26 +500,6 @@ static void on_request(struct evhttp_request *er, void *arg)
 	req_free(r);
 }
 
-static struct bufferevent *make_bev(struct event_base *base, void *arg)
-{
-	SSL *ssl = SSL_new(arg);
-	struct bufferevent *bev;
-
-	/* Returning NULL would make libevent fall back to plain text: a
-	 * server that cannot set up TLS must not serve at all. */
-	if (!ssl) {
-		vc_log(VC_LOG_ERROR, "cannot allocate a TLS session; stopping");
-		abort();
-	}
-	bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-					     BEV_OPT_CLOSE_ON_FREE);
-	if (!bev) {
-		vc_log(VC_LOG_ERROR, "cannot allocate a TLS connection; stopping");
-		abort();
-	}
-	return bev;
-}
-
 /* "host:port" or "[v6]:port", port 0..65535. */
 static int parse_listen(const char *s, char *host, size_t hostlen, uint16_t *port)
 {
@@ -565,7 +546,7 @@ int server_start(struct mgr *m, SSL_CTX *ctx, struct evhttp **out, char *bound,
 		return vc_error_set(err, ret, "bad listen address '%s' (want ADDRESS:PORT, "
 				    "[IPv6]:PORT; port 0 picks a free one)", m->cfg.listen);
 	}
-	evhttp_set_bevcb(http, make_bev, ctx);
+	evhttp_set_bevcb(http, https_bev, ctx);
 	evhttp_set_gencb(http, on_request, m);
 	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
 					 EVHTTP_REQ_PATCH | EVHTTP_REQ_DELETE);
