@@ -174,6 +174,44 @@ pid_t read_pid(const char *path)
 	return pid > 1 && pid < INT_MAX && (*end == '\0' || *end == '\n') ? (pid_t)pid : 0;
 }
 
+void child_exec(const char *const *argv, int out, int keyfd)
+{
+	int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	/* exec wants mutable strings; this child only execs. */
+	char *args[32];
+	int i;
+
+	umask(077);
+	signal(SIGPIPE, SIG_DFL);
+	if (out < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0 ||
+	    (keyfd >= 0 && dup2(keyfd, 3) < 0))
+		_exit(126);
+	for (i = 0; argv[i] && i < 31; i++)
+		args[i] = strdup(argv[i]);
+	args[i] = NULL;
+	execvp(args[0], args);
+	dprintf(2, "vmcrypt-hostd: cannot run %s: %s\n", argv[0], strerror(errno));
+	_exit(127);
+}
+
+int child_wait(pid_t pid, long long deadline, int *status)
+{
+	for (;;) {
+		pid_t w = waitpid(pid, status, WNOHANG);
+
+		if (w == pid)
+			return 0;
+		if (w < 0 && errno != EINTR)
+			return -errno;
+		if (now_ms() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			return -ETIMEDOUT;
+		}
+		pause_ms(10);
+	}
+}
+
 int daemon_start(const char *const *argv, const struct vc_secret *key, const char *pidf,
 		 const char *logf, bool (*ready)(void *), void *arg, struct vm_srv *s,
 		 struct vc_error *err)
@@ -192,24 +230,9 @@ int daemon_start(const char *const *argv, const struct vc_secret *key, const cha
 		goto out;
 	}
 	if (pid == 0) {
-		int lf = open(logf, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
-		int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		/* exec wants mutable strings; this child only execs. */
-		char *args[32];
-		int i;
-
 		setsid();
-		umask(077);
-		signal(SIGPIPE, SIG_DFL);
-		if (lf < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(lf, 1) < 0 || dup2(lf, 2) < 0 ||
-		    (key && dup2(kp[0], 3) < 0))
-			_exit(126);
-		for (i = 0; argv[i] && i < 31; i++)
-			args[i] = strdup(argv[i]);
-		args[i] = NULL;
-		execvp(args[0], args);
-		dprintf(2, "vmcrypt-hostd: cannot run %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
+		child_exec(argv, open(logf, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW,
+				      0600), kp[0]);
 	}
 	if (key) {
 		ssize_t w;
@@ -227,23 +250,11 @@ int daemon_start(const char *const *argv, const struct vc_secret *key, const cha
 		}
 	}
 	/* The first process exits once it forked its daemon. */
-	for (;;) {
-		pid_t w = waitpid(pid, &st, WNOHANG);
-
-		if (w == pid)
-			break;
-		if (w < 0 && errno != EINTR) {
-			ret = vc_error_errno(err, errno, "waitpid");
-			goto out;
-		}
-		if (now_ms() > deadline) {
-			kill(pid, SIGKILL);
-			waitpid(pid, NULL, 0);
-			ret = vc_error_set(err, -ETIMEDOUT, "%s did not start within %d s", argv[0],
-					   START_TIMEOUT_MS / 1000);
-			goto out;
-		}
-		pause_ms(10);
+	ret = child_wait(pid, deadline, &st);
+	if (ret < 0) {
+		ret = vc_error_set(err, ret, "%s did not start within %d s: %s", argv[0],
+				   START_TIMEOUT_MS / 1000, strerror(-ret));
+		goto out;
 	}
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		log_tail(logf, why, sizeof why);

@@ -126,6 +126,12 @@ int daemon_start(const char *const *argv, const struct vc_secret *key, const cha
 		 const char *logf, bool (*ready)(void *), void *arg, struct vm_srv *s,
 		 struct vc_error *err);
 void daemon_stop(struct vm_srv *s, const char *what);
+/* In a forked child: stdin /dev/null, stdout and stderr to out, keyfd (if
+ * >= 0) as fd 3, then exec argv. Does not return. */
+void child_exec(const char *const *argv, int out, int keyfd) __attribute__((noreturn));
+/* Wait for child pid until deadline (now_ms() time), its status into
+ * *status; -ETIMEDOUT after killing it. */
+int child_wait(pid_t pid, long long deadline, int *status);
 /* A daemon left by an earlier agent: its pid file names a live process
  * called comm for which ready(arg) holds. */
 bool daemon_adopt(struct vm_srv *s, const char *pidf, const char *comm,

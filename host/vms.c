@@ -1444,20 +1444,21 @@ static int copy_fd(int in, int out, const char *what, struct vc_error *err)
 static int nvram_plain(struct hostd *h, const struct vm *v, int *memfd, struct vc_error *err)
 {
 	char path[PATH_MAX];
-	int in, ret = 0;
+	int in, ret;
 
-	vm_path(h, v, v->nvram, path, sizeof path);
-	in = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	*memfd = memfd_create("vmcrypt-nvram", MFD_CLOEXEC);
-	if (in < 0 || *memfd < 0)
-		ret = vc_error_errno(err, errno, "cannot open the nvram of VM %s", v->uuid);
-	if (ret == 0 && v->encrypted) {
+	if (*memfd < 0)
+		return vc_error_errno(err, errno, "memfd_create");
+	if (v->encrypted) {
 		ret = vm_file_unseal(h, v, "nvram", v->nvram, *memfd, err);
-	} else if (ret == 0) {
-		ret = copy_fd(in, *memfd, "the nvram", err);
+	} else {
+		vm_path(h, v, v->nvram, path, sizeof path);
+		in = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		ret = in < 0 ? vc_error_errno(err, errno, "cannot open the nvram of VM %s", v->uuid)
+			     : copy_fd(in, *memfd, "the nvram", err);
+		if (in >= 0)
+			close(in);
 	}
-	if (in >= 0)
-		close(in);
 	if (ret == 0 && lseek(*memfd, 0, SEEK_SET) < 0)
 		ret = vc_error_errno(err, errno, "nvram");
 	return ret;

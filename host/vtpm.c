@@ -73,7 +73,7 @@ static void wipe_dir(const char *dir)
  * whose last line explains a failure. */
 static int run_tool(const char *const *argv, struct vc_error *err)
 {
-	int out = memfd_create("vmcrypt-tool", MFD_CLOEXEC), st = 0;
+	int out = memfd_create("vmcrypt-tool", MFD_CLOEXEC), st = 0, w;
 	long long deadline = now_ms() + SETUP_TIMEOUT_MS;
 	pid_t pid;
 
@@ -84,28 +84,13 @@ static int run_tool(const char *const *argv, struct vc_error *err)
 		close(out);
 		return vc_error_errno(err, errno, "fork");
 	}
-	if (pid == 0) {
-		int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		char *args[32];
-		int i;
-
-		umask(077);
-		if (nul < 0 || dup2(nul, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
-			_exit(126);
-		for (i = 0; argv[i] && i < 31; i++)
-			args[i] = strdup(argv[i]);
-		args[i] = NULL;
-		execvp(args[0], args);
-		dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
-	while (waitpid(pid, &st, WNOHANG) == 0) {
-		if (now_ms() > deadline) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &st, 0);
-			break;
-		}
-		pause_ms(10);
+	if (pid == 0)
+		child_exec(argv, out, -1);
+	w = child_wait(pid, deadline, &st);
+	if (w < 0) {
+		close(out);
+		return vc_error_set(err, w, "%s: %s", argv[0],
+				    w == -ETIMEDOUT ? "no result within a minute (killed)" : strerror(-w));
 	}
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		char buf[1024], *line;
@@ -116,8 +101,9 @@ static int run_tool(const char *const *argv, struct vc_error *err)
 			buf[--n] = '\0';
 		line = strrchr(buf, '\n');
 		close(out);
-		return vc_error_set(err, -EIO, "%s failed (%s): %.200s", argv[0],
-				    WIFEXITED(st) ? "exit status" : "killed",
+		return vc_error_set(err, -EIO, "%s failed (%s %d): %.200s", argv[0],
+				    WIFEXITED(st) ? "exit status" : "signal",
+				    WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
 				    line ? line + 1 : buf[0] ? buf : "no message");
 	}
 	close(out);
