@@ -170,8 +170,7 @@ def read_all(uri, size):
 
 
 def disk_of(s, vm_uuid, n=0):
-    d = live(s, vm_uuid)["disks"][n]
-    return d
+    return live(s, vm_uuid)["disks"][n]
 
 
 def wait_rekey(s, vm_uuid, pred, what, timeout=STEP_TIMEOUT):
